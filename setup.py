@@ -29,7 +29,7 @@ setup(
         "numpy>=1.26,<2",
         "pandas>=2,<3",
         "protobuf<5",
-        "pyspark==4.3.0",
+        "pyspark==4.0.1",
         "mlflow>=3.17,<3.18",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",

@@ -1,0 +1,97 @@
+"""A run's storage: data, checkpoints, progress log and final model under one prefix.
+
+The prefix is any fsspec URL (a local path, hdfs://, s3://, dbfs:/...). The store holds
+only the URL, so it pickles into Horovod workers; the filesystem is opened lazily in each
+process. Files are written atomically (a temporary name, then a rename), so a reader
+never sees half a checkpoint.
+
+Layout under `<prefix>/<run_id>/`:
+    data/train, data/validation   windowed Parquet read by the workers through petastorm
+    checkpoints/epoch_NNNN.weights.h5 and checkpoints/state.json
+    progress.jsonl                one JSON line per finished epoch (rank 0)
+    model/network.keras           the trained network
+"""
+import json
+import os
+import posixpath
+import uuid
+
+
+class Store:
+    def __init__(self, prefix: str):
+        if not prefix:
+            raise ValueError("storePath: expected a directory or URL, got an empty string")
+        self.prefix = prefix.rstrip("/")
+        self._fs = None
+
+    def __getstate__(self):
+        return {"prefix": self.prefix, "_fs": None}
+
+    @property
+    def fs(self):
+        if self._fs is None:
+            import fsspec
+
+            self._fs, self._root = fsspec.core.url_to_fs(self.prefix)
+        return self._fs
+
+    @property
+    def root(self) -> str:
+        self.fs  # noqa: B018  (opens the filesystem and sets _root)
+        return self._root
+
+    def path(self, run_id: str, *parts: str) -> str:
+        return posixpath.join(self.root, run_id, *parts)
+
+    def url(self, run_id: str, *parts: str) -> str:
+        """A URL readers outside fsspec (Spark, petastorm) understand."""
+        path = self.path(run_id, *parts)
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        if protocol in ("file", "local"):
+            return "file://" + os.path.abspath(path)
+        return self.fs.unstrip_protocol(path)
+
+    def exists(self, path: str) -> bool:
+        return self.fs.exists(path)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with self.fs.open(tmp, "wb") as fh:
+            fh.write(data)
+        self.fs.mv(tmp, path)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.fs.open(path, "rb") as fh:
+            return fh.read()
+
+    def write_json(self, path: str, obj) -> None:
+        self.write_bytes(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+    def read_json(self, path: str):
+        return json.loads(self.read_bytes(path))
+
+    def append_line(self, path: str, line: str) -> None:
+        """Appends by rewriting: object stores have no append; progress files stay small."""
+        old = self.read_bytes(path) if self.exists(path) else b""
+        self.write_bytes(path, old + line.encode() + b"\n")
+
+    def remove(self, path: str) -> None:
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+
+    # Checkpoints -------------------------------------------------------------------------
+
+    def checkpoint_state(self, run_id: str):
+        """The last complete epoch's state dict, or None when the run has not checkpointed."""
+        path = self.path(run_id, "checkpoints", "state.json")
+        return self.read_json(path) if self.exists(path) else None
+
+    def checkpoint_weights_path(self, run_id: str, epoch: int) -> str:
+        return self.path(run_id, "checkpoints", f"epoch_{epoch:04d}.weights.h5")
+
+    def model_path(self, run_id: str) -> str:
+        return self.path(run_id, "model", "network.keras")
+
+    def progress_path(self, run_id: str) -> str:
+        return self.path(run_id, "progress.jsonl")

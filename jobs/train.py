@@ -1,0 +1,7 @@
+"""spark-submit entry point: `spark-submit jobs/train.py --conf conf/default.yaml [--set k=v]`."""
+import sys
+
+from focalseq.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["train"] + sys.argv[1:]))

@@ -1,0 +1,41 @@
+"""The whole flow in one MLflow run: prepare -> train -> evaluate -> report."""
+import logging
+import os
+
+from focalseq.config import Config
+from focalseq.pipelines.evaluate import evaluate
+from focalseq.pipelines.prepare import prepare
+from focalseq.pipelines.train import train
+
+logger = logging.getLogger(__name__)
+
+
+def start_mlflow_run(cfg: Config, run_name: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(cfg.mlflow.tracking_uri)
+    mlflow.set_experiment(cfg.mlflow.experiment)
+    return mlflow.start_run(run_name=cfg.mlflow.run_name or run_name)
+
+
+def run_all(spark, cfg: Config) -> dict:
+    """Returns {"manifest", "model", "reports": {split: report}, "mlflow_run_id"}."""
+    import mlflow
+
+    from focalseq.pipelines import builders
+    from focalseq.tracking import log_stage_params
+
+    with start_mlflow_run(cfg, "run") as active:
+        mlflow.log_dict(cfg.to_dict(), "config.json")
+        manifest = prepare(spark, cfg)
+        mlflow.log_dict(manifest, "manifest.json")
+        log_stage_params([builders.parser(cfg), builders.featurizer(cfg),
+                          builders.windower(cfg), builders.estimator(cfg)])
+        model = train(spark, cfg, manifest)
+        reports = {}
+        for split in ("validation", "test"):
+            if split in manifest["splits"]:
+                reports[split] = evaluate(spark, cfg, manifest, model, split)
+        mlflow.log_artifacts(os.path.join(os.path.abspath(cfg.output.dir), "model"), "model")
+        return {"manifest": manifest, "model": model, "reports": reports,
+                "mlflow_run_id": active.info.run_id}

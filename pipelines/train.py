@@ -1,0 +1,35 @@
+"""Windowed Parquet -> trained BiLSTMModel, and the inference PipelineModel around it."""
+import logging
+import os
+
+from pyspark.ml import PipelineModel
+
+from focalseq.config import Config
+from focalseq.pipelines import builders
+from focalseq.stages.bilstm import BiLSTMModel
+
+logger = logging.getLogger(__name__)
+
+
+def train(spark, cfg: Config, manifest: dict) -> BiLSTMModel:
+    """Fits the estimator on the train split (validation split for early stopping)."""
+    windows = spark.read.parquet(manifest["windows_dir"])
+    windows = windows.filter(windows.split.isin("train", "validation"))
+    counts = manifest["label_counts"].get("train")
+    if not counts:
+        raise ValueError(f"{manifest['windows_dir']}: the train split is empty; check "
+                         "data.split (fractions or patterns)")
+    est = builders.estimator(cfg, label_counts=counts)
+    model = est.fit(windows)
+    model_dir = os.path.join(os.path.abspath(cfg.output.dir), "model")
+    model.write().overwrite().save(model_dir)
+    pipeline = inference_pipeline(cfg, model)
+    pipeline.write().overwrite().save(os.path.join(os.path.abspath(cfg.output.dir), "pipeline"))
+    logger.info("model saved to %s", model_dir)
+    return model
+
+
+def inference_pipeline(cfg: Config, model: BiLSTMModel, fmt: str = None) -> PipelineModel:
+    """files (a `path` column) -> per-line predictions, as one PipelineModel."""
+    return PipelineModel([builders.parser(cfg, fmt), builders.featurizer(cfg),
+                          builders.windower(cfg), model])
