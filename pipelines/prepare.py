@@ -76,7 +76,7 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
         "window": {"size": cfg.windows.size, "stride": cfg.windows.stride},
         "report": report,
     }
-    with open(os.path.join(out_dir, "manifest.json"), "w") as fh:
+    with open(os.path.join(out_dir, "_manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
     logger.info("prepared %d lines (%d problems) into %s", report["lines_out"],
                 report["problems"], out_dir)
@@ -84,7 +84,7 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
 
 
 def load_manifest(out_dir: str) -> dict:
-    path = os.path.join(out_dir, "manifest.json")
+    path = os.path.join(out_dir, "_manifest.json")
     if not os.path.exists(path):
         raise ValueError(f"{path}: no manifest; run `focalseq prepare` first")
     with open(path) as fh:

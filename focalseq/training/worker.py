@@ -76,7 +76,7 @@ def _train(spec: dict) -> dict:
         hvd.callbacks.LearningRateWarmupCallback(
             initial_lr=spec["learning_rate"] * hvd.size(),
             warmup_epochs=spec["warmup_epochs"], steps_per_epoch=steps, verbose=0),
-        EpochEnd(hvd, model, loss, store, spec, val, state, initial_epoch),
+        EpochEnd(hvd, model, loss.local_copy(), store, spec, val, state, initial_epoch),
     ]
     curriculum = getattr(loss, "progress", None)
     if curriculum is not None:
