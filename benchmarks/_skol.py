@@ -1,0 +1,90 @@
+"""Shared helpers of the SKOL benchmarks: corpus location, task config, cached windows.
+
+The corpus is read where it lies (default ``../shared/data/skol`` relative to the
+repository root) and never copied; windowed Parquet derived from it is prepared once per
+distinct data/features/windows configuration and cached under the run directory.
+"""
+import hashlib
+import json
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "skol")
+DEFAULT_CONF = os.path.join(REPO, "conf", "skol.yaml")
+DEFAULT_RUN_DIR = os.path.join(REPO, "runs", "quality")
+# Folders of the corpus the task uses, relative to the corpus root.
+VOLUMES = ("Mycotaxon/Vol054", "Mycotaxon/Vol055", "Mycotaxon/Vol056", "Mycotaxon/Vol057",
+           "Mycotaxon/Vol058", "Mycotaxon/Vol117", "Persoonia/Vol016")
+
+
+def corpus_dir(path: str) -> str:
+    """The corpus root as an absolute path; exits with a plain message when it is missing."""
+    root = os.path.abspath(path)
+    missing = [v for v in VOLUMES if not os.path.isdir(os.path.join(root, v))]
+    if missing:
+        sys.exit(f"SKOL corpus not found: {root} lacks {', '.join(missing)}.\n"
+                 f"Pass its location with --data PATH (default: ../shared/data/skol relative "
+                 f"to the repository root; see its README.md).")
+    return root
+
+
+def task_config(data: str, run_dir: str, overrides=(), conf: str = DEFAULT_CONF):
+    """conf/skol.yaml with the corpus at `data`, outputs under `run_dir`, then `overrides`."""
+    from focalseq.config import load_config
+
+    root = corpus_dir(data)
+    paths = [os.path.join(root, v, "*.ann") for v in VOLUMES]
+    db = os.path.join(os.path.abspath(run_dir), "mlflow.db")
+    base = [f"data.paths={json.dumps(paths)}", f"output.dir={os.path.abspath(run_dir)}",
+            f"mlflow.tracking_uri=sqlite:///{db}"]
+    return load_config(conf, base + list(overrides))
+
+
+def windows_key(cfg) -> str:
+    """Digest of everything the prepared windows depend on."""
+    d = cfg.to_dict()
+    relevant = {"labels": d["labels"], "multi_label": d["multi_label"], "data": d["data"],
+                "features": d["features"], "windows": d["windows"]}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def prepared_windows(spark, cfg, cache_dir: str) -> dict:
+    """The manifest of the windows for `cfg`, preparing them on first use only."""
+    from focalseq.pipelines.prepare import load_manifest, prepare
+
+    out = os.path.join(os.path.abspath(cache_dir), f"windows-{windows_key(cfg)}")
+    if os.path.exists(os.path.join(out, "_manifest.json")):
+        return load_manifest(out)
+    return prepare(spark, cfg, out)
+
+
+def split_lines(spark, cfg):
+    """Parsed lines with their split (no features): the input of the logistic baseline."""
+    from pyspark.sql import functions as F
+
+    from focalseq.pipelines import builders
+    from focalseq.stages.parse import list_files
+
+    parsed = builders.parser(cfg).transform(
+        list_files(spark, cfg.data.paths, recursive=cfg.data.recursive))
+    parsed = builders.splitter(cfg).transform(parsed)
+    return parsed.filter(F.col("problem").isNull()).drop("problem", "lines_dropped")
+
+
+def with_train(cfg, **changes):
+    """A copy of `cfg` with train.<key> replaced for each keyword."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+
+
+def flat_params(cfg) -> dict:
+    """The config sections that shape a model, flattened for MLflow params."""
+    d = cfg.to_dict()
+    out = {}
+    for section in ("features", "windows", "train"):
+        for key, value in d[section].items():
+            out[f"{section}.{key}"] = json.dumps(value) if isinstance(value, (dict, list)) \
+                else value
+    return out
