@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Databricks cluster init script: the pinned stack, Horovod built against TensorFlow,
+# and focalseq itself, on every node. Databricks ML runtimes ship Spark; pip must not
+# replace it, so pyspark is left out of the install.
+set -euo pipefail
+REPO=${FOCALSEQ_REPO:-/Workspace/Repos/focalseq}
+grep -v '^pyspark' "$REPO/requirements/constraints.txt" > /tmp/focalseq-constraints.txt
+/databricks/python/bin/pip install -c /tmp/focalseq-constraints.txt tensorflow-cpu numpy protobuf
+HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+  /databricks/python/bin/pip install -c /tmp/focalseq-constraints.txt --no-build-isolation horovod
+/databricks/python/bin/pip install -c /tmp/focalseq-constraints.txt --no-deps "$REPO"
+/databricks/python/bin/pip install -c /tmp/focalseq-constraints.txt petastorm pyarrow mlflow redis PyYAML fsspec
