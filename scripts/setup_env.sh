@@ -43,7 +43,7 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"
 export PIP_DISABLE_PIP_VERSION_CHECK=1
-$PIP install -q --upgrade "pip<25" "setuptools<75" wheel
+$PIP install -q --upgrade "pip<25" "setuptools>=64,<70" wheel
 C="-c requirements/constraints.txt"
 $PIP install -q $C tensorflow-cpu numpy protobuf
 if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
