@@ -1,0 +1,222 @@
+"""Where a fitted model lives: a disk path, MLflow, or a key in Redis.
+
+Any Spark ML stage that is MLWritable and MLReadable (the inference PipelineModel,
+a BiLSTMModel, an EnsembleModel, a ThresholdModel) can be stored and loaded back:
+
+    from focalseq import storage
+    storage.save_model(pipeline, "disk", path="models/rnn")
+    storage.save_model(pipeline, "redis", redis_client=redis.Redis(), redis_key="rnn_focal_f1")
+    uri = storage.save_model(pipeline, "mlflow", registered_model_name="focalseq", alias="prod")
+    model = storage.load_model("redis", redis_client=redis.Redis(), redis_key="rnn_focal_f1")
+
+- disk: Spark ML persistence into `path` (any URL Spark writes: local, HDFS, S3, DBFS).
+- mlflow: the MLflow Spark flavor (see focalseq.tracking.log_pipeline_model), logged to
+  the active run or to a new run; loaded by model URI (`runs:/...`, `models:/name@alias`),
+  by default the model this process logged last. Loads as a PipelineModel.
+- redis: the saved directory as one gzip'd tar under `redis_key` (Redis strings hold up
+  to 512 MB); loading unpacks it into a temporary directory and loads from there.
+
+Saving and loading through a temporary directory happen on the driver; on a cluster
+whose executors cannot see the driver's disk, give `tmp_dir` a shared URL (e.g. an
+hdfs:// or dbfs:/ directory).
+"""
+import io
+import json
+import logging
+import posixpath
+import tarfile
+import tempfile
+import uuid
+
+logger = logging.getLogger(__name__)
+
+STORAGES = ("disk", "mlflow", "redis")
+REDIS_MAX_BYTES = 512 * 1024 * 1024
+_ARCHIVE_ROOT = "model"
+
+
+def save_model(model, storage: str = "disk", *, path: str = None, redis_client=None,
+               redis_key: str = None, artifact_path: str = "model",
+               registered_model_name: str = None, alias: str = None, input_example=None,
+               overwrite: bool = True, tmp_dir: str = None) -> str:
+    """Stores a fitted model; returns where it went (a path, a model URI, or the key).
+
+    Args:
+        model: a fitted, MLWritable Spark ML stage (usually a PipelineModel).
+        storage: one of "disk", "mlflow", "redis".
+        path: disk: the directory to write.
+        redis_client: redis: a `redis.Redis` client.
+        redis_key: redis: the key to store the model under.
+        artifact_path, registered_model_name, alias, input_example: mlflow: see
+            focalseq.tracking.log_pipeline_model.
+        overwrite: disk and redis: replace what is there (else it is an error).
+        tmp_dir: redis: where the model is written before packing (default: local temp).
+    """
+    _check_storage(storage)
+    if storage == "disk":
+        if not path:
+            raise ValueError("save_model(storage='disk') needs path, the directory to write")
+        writer = model.write()
+        (writer.overwrite() if overwrite else writer).save(path)
+        logger.info("saved %s to %s", type(model).__name__, path)
+        return path
+    if storage == "redis":
+        _check_redis(redis_client, redis_key)
+        data = model_to_bytes(model, tmp_dir)
+        if len(data) > REDIS_MAX_BYTES:
+            raise ValueError(f"save_model: the packed model is {len(data)} bytes; a Redis value "
+                             f"holds at most {REDIS_MAX_BYTES}; store it on disk or in MLflow")
+        if not redis_client.set(redis_key, data, nx=not overwrite):
+            raise ValueError(f"save_model: redis key {redis_key!r} exists and overwrite=False")
+        logger.info("saved %s to redis key %r (%d bytes)", type(model).__name__, redis_key,
+                    len(data))
+        return redis_key
+    return _save_mlflow(model, artifact_path, registered_model_name, alias, input_example)
+
+
+def load_model(storage: str = "disk", *, path: str = None, redis_client=None,
+               redis_key: str = None, model_uri: str = None, tmp_dir: str = None):
+    """Loads a model stored by `save_model`.
+
+    Args:
+        storage: one of "disk", "mlflow", "redis".
+        path: disk: the directory. mlflow: a model URI (same as model_uri).
+        redis_client, redis_key: redis: where the model is.
+        model_uri: mlflow: e.g. `runs:/<run>/model` or `models:/<name>@<alias>`; default:
+            the model this process logged last.
+        tmp_dir: redis: where the archive is unpacked (default: local temp).
+    """
+    _check_storage(storage)
+    if storage == "disk":
+        if not path:
+            raise ValueError("load_model(storage='disk') needs path, the saved directory")
+        return load_saved(path)
+    if storage == "redis":
+        _check_redis(redis_client, redis_key)
+        data = redis_client.get(redis_key)
+        if data is None:
+            raise ValueError(f"load_model: redis key {redis_key!r} does not exist")
+        return model_from_bytes(data, tmp_dir)
+    import mlflow
+
+    uri = model_uri or path
+    if not uri:
+        last = mlflow.last_logged_model()
+        if last is None:
+            raise ValueError("load_model(storage='mlflow') needs model_uri (e.g. "
+                             "'models:/<name>@<alias>'); this process logged no model")
+        uri = last.model_uri
+    return mlflow.spark.load_model(uri)
+
+
+def _check_storage(storage):
+    if storage not in STORAGES:
+        raise ValueError(f"storage: {storage!r} is not one of {list(STORAGES)}")
+
+
+def _check_redis(client, key):
+    if client is None or not key:
+        raise ValueError(f"storage='redis' needs redis_client and redis_key; got client "
+                         f"{type(client).__name__}, key {key!r}")
+
+
+def _save_mlflow(model, artifact_path, registered_model_name, alias, input_example) -> str:
+    import mlflow
+
+    from focalseq.tracking import log_pipeline_model
+
+    started = mlflow.active_run() is None
+    if started:
+        mlflow.start_run()
+    try:
+        info = log_pipeline_model(model, input_example, artifact_path=artifact_path,
+                                  registered_model_name=registered_model_name, alias=alias)
+    finally:
+        if started:
+            mlflow.end_run()
+    return f"models:/{registered_model_name}@{alias}" if alias else info.model_uri
+
+
+# Packing --------------------------------------------------------------------------------
+
+
+def model_to_bytes(model, tmp_dir: str = None) -> bytes:
+    """The model's Spark ML save directory as gzip'd tar bytes."""
+    import fsspec
+
+    with _scratch(tmp_dir) as folder:
+        target = posixpath.join(folder, _ARCHIVE_ROOT)
+        model.write().save(target)
+        fs, root = fsspec.core.url_to_fs(target)
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            for name in sorted(fs.find(root)):
+                data = fs.cat_file(name)
+                info = tarfile.TarInfo(posixpath.join(_ARCHIVE_ROOT,
+                                                      posixpath.relpath(name, root)))
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def model_from_bytes(data: bytes, tmp_dir: str = None):
+    """Loads a model packed by `model_to_bytes`."""
+    import fsspec
+
+    with _scratch(tmp_dir) as folder:
+        fs, root = fsspec.core.url_to_fs(folder)
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                parts = member.name.split("/")
+                if not member.isfile() or parts[0] != _ARCHIVE_ROOT or ".." in parts:
+                    raise ValueError(f"model archive: unexpected entry {member.name!r}; "
+                                     "expected files under model/")
+                target = posixpath.join(root, member.name)
+                fs.makedirs(posixpath.dirname(target), exist_ok=True)
+                fs.pipe_file(target, tar.extractfile(member).read())
+        # Every focalseq stage reads its files while loading, so the folder can go.
+        return load_saved(posixpath.join(folder, _ARCHIVE_ROOT))
+
+
+def load_saved(path: str):
+    """Loads whatever Spark ML stage was saved in `path`, by the class in its metadata."""
+    import importlib
+
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path)
+    parts = sorted(p for p in fs.glob(posixpath.join(root, "metadata", "part-*"))
+                   if not p.endswith(".crc"))
+    if not parts:
+        raise ValueError(f"{path}: not a saved Spark ML stage (no metadata/part-* file)")
+    metadata = json.loads(fs.cat_file(parts[0]).decode().splitlines()[0])
+    name = metadata["class"].replace("org.apache.spark", "pyspark")
+    module, _, cls = name.rpartition(".")
+    return getattr(importlib.import_module(module), cls).load(path)
+
+
+class _scratch:
+    """A temporary folder (local, or under `base` on any fsspec filesystem), removed on exit."""
+
+    def __init__(self, base=None):
+        self.base = base
+        self._local = None
+        self.path = None
+
+    def __enter__(self) -> str:
+        if self.base:
+            self.path = posixpath.join(self.base.rstrip("/"), f"focalseq-{uuid.uuid4().hex[:12]}")
+        else:
+            self._local = tempfile.TemporaryDirectory(prefix="focalseq-model-")
+            self.path = self._local.name
+        return self.path
+
+    def __exit__(self, *exc):
+        if self._local is not None:
+            self._local.cleanup()
+            return
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.path)
+        if fs.exists(root):
+            fs.rm(root, recursive=True)

@@ -1,0 +1,264 @@
+"""Windows -> per-line predictions averaged over K member models.
+
+`EnsembleEstimator` trains K BiLSTM members that share every BiLSTMEstimator param
+except the few each member overrides (`memberParams`, e.g. other seeds or other
+losses); training runs one Horovod job per member, one after the other.
+`EnsembleModel` runs each member over the same windows and averages their per-line
+probabilities (optionally weighted), then decides with the same rule as BiLSTMModel,
+so `ThresholdTuner` tunes an ensemble as it tunes a single model. Members are saved
+under the ensemble's own path (`members/member_NN`), each by its own writer.
+"""
+import json
+import logging
+import os
+from functools import reduce
+
+from pyspark import keyword_only
+from pyspark.ml import Estimator, Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import (DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader,
+                             MLWritable, MLWriter)
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from focalseq.stages._params import HasFocalLabels, HasLabels
+from focalseq.stages.bilstm import BiLSTMEstimator, _BiLSTMParams
+
+logger = logging.getLogger(__name__)
+
+
+class _EnsembleEstimatorParams(_BiLSTMParams):
+    memberParams = Param(Params._dummy(), "memberParams",
+                         "JSON list with one object per member: the BiLSTMEstimator params "
+                         "that member overrides, e.g. [{\"seed\": 0}, {\"seed\": 1, \"loss\": "
+                         "\"focal\"}]", typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(memberParams=json.dumps([{"seed": 0}, {"seed": 1}]))
+
+    def getMemberParams(self) -> list:
+        return json.loads(self.getOrDefault(self.memberParams))
+
+
+class EnsembleEstimator(Estimator, _EnsembleEstimatorParams, MLReadable, MLWritable):
+    """Trains K BiLSTM members and returns their EnsembleModel.
+
+    Takes every BiLSTMEstimator param (shared by all members) plus `memberParams`.
+
+    >>> est = EnsembleEstimator(epochs=3, focalLabels=["Nomenclature"],
+    ...                         memberParams=[{"seed": 0}, {"seed": 1, "loss": "focal"}])
+    >>> ensemble = est.fit(windows)  # doctest: +SKIP
+    >>> ensemble.save(path); EnsembleModel.load(path).members  # doctest: +SKIP
+    """
+
+    @keyword_only
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(self, **kwargs):
+        kwargs = dict(self._input_kwargs)
+        for key in ("lossConfig", "labelCounts", "memberParams"):
+            if key in kwargs and not isinstance(kwargs[key], str):
+                kwargs[key] = json.dumps(kwargs[key], sort_keys=True)
+        unknown = [k for k in kwargs if not self.hasParam(k)]
+        if unknown:
+            raise ValueError(f"EnsembleEstimator: unknown parameter(s) {unknown}; valid: "
+                             f"{sorted(p.name for p in self.params)}")
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        return self
+
+    def member_estimators(self) -> list:
+        """One BiLSTMEstimator per member: the shared params plus the member's overrides."""
+        members = self.getMemberParams()
+        if not isinstance(members, list) or not members or \
+                not all(isinstance(m, dict) for m in members):
+            raise ValueError(f"memberParams: expected a non-empty JSON list of objects, got "
+                             f"{self.getOrDefault(self.memberParams)!r}")
+        shared = {p.name: self.getOrDefault(p) for p in self.params
+                  if p.name != "memberParams" and self.isDefined(p)}
+        run_id = shared.pop("runId", "")
+        estimators = []
+        for i, overrides in enumerate(members):
+            est = BiLSTMEstimator()
+            est._set(**shared)
+            if run_id:
+                est._set(runId=f"{run_id}-m{i:02d}")
+            try:
+                est.setParams(**overrides)
+            except ValueError as exc:
+                raise ValueError(f"memberParams[{i}]: {exc}") from exc
+            estimators.append(est)
+        return estimators
+
+    def _fit(self, dataset: DataFrame) -> "EnsembleModel":
+        from focalseq.stages.windows import read_window_metadata
+
+        dims = read_window_metadata(dataset)
+        estimators = self.member_estimators()
+        for i, est in enumerate(estimators):  # every member's config, before any training
+            try:
+                est.validate(dims["labels"], dims["multi_label"])
+            except ValueError as exc:
+                raise ValueError(f"memberParams[{i}]: {exc}") from exc
+        members = []
+        for i, est in enumerate(estimators):
+            logger.info("ensemble member %d/%d: %s", i + 1, len(estimators),
+                        self.getMemberParams()[i])
+            members.append(est.fit(dataset))
+        return EnsembleModel(members=members, focalLabels=self.getFocalLabels())
+
+    def write(self):
+        return DefaultParamsWriter(self)
+
+    @classmethod
+    def read(cls):
+        return DefaultParamsReader(cls)
+
+
+class _EnsembleModelParams(HasLabels, HasFocalLabels):
+    multiLabel = Param(Params._dummy(), "multiLabel", "sigmoid heads with label sets",
+                       typeConverter=TypeConverters.toBoolean)
+    weights = Param(Params._dummy(), "weights",
+                    "one weight per member for the probability average (empty: equal)",
+                    typeConverter=TypeConverters.toListFloat)
+    logOffsets = Param(Params._dummy(), "logOffsets",
+                       "single-label: per-label offsets added to log-probabilities before the "
+                       "argmax (empty: none)", typeConverter=TypeConverters.toListFloat)
+    thresholds = Param(Params._dummy(), "thresholds",
+                       "multi-label: per-label decision thresholds (empty: 0.5)",
+                       typeConverter=TypeConverters.toListFloat)
+    predictionCol = Param(Params._dummy(), "predictionCol", "predicted label column",
+                          typeConverter=TypeConverters.toString)
+    probabilityCol = Param(Params._dummy(), "probabilityCol", "averaged probability column",
+                           typeConverter=TypeConverters.toString)
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self._setDefault(labels=[], focalLabels=[], multiLabel=False, weights=[], logOffsets=[],
+                         thresholds=[], predictionCol="prediction", probabilityCol="probability")
+
+
+class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
+    """Averages the per-line probabilities of member models over the same windows.
+
+    Labels and multiLabel come from the members, which must agree on them.
+
+    >>> ensemble = EnsembleModel(members=[model_a, model_b], weights=[2.0, 1.0])  # doctest: +SKIP
+    >>> ensemble.transform(windows)  # doctest: +SKIP
+    """
+
+    @keyword_only
+    def __init__(self, *, members=None, labels=None, focalLabels=None, multiLabel=None,
+                 weights=None, logOffsets=None, thresholds=None, predictionCol="prediction",
+                 probabilityCol="probability"):
+        super().__init__()
+        kwargs = dict(self._input_kwargs)
+        self.members = list(kwargs.pop("members", None) or [])
+        if self.members:
+            first = self.members[0]
+            kwargs.setdefault("labels", first.getLabels())
+            if kwargs.get("multiLabel") is None:
+                kwargs["multiLabel"] = first.getOrDefault("multiLabel")
+        self._set(**{k: v for k, v in kwargs.items() if v is not None})
+        self._check_members()
+
+    def setWeights(self, value):
+        return self._set(weights=value)
+
+    def setLogOffsets(self, value):
+        return self._set(logOffsets=value)
+
+    def setThresholds(self, value):
+        return self._set(thresholds=value)
+
+    def _check_members(self):
+        labels = self.getLabels()
+        for i, member in enumerate(self.members):
+            if list(member.getLabels()) != list(labels):
+                raise ValueError(f"members[{i}]: labels {member.getLabels()} differ from the "
+                                 f"ensemble's {labels}")
+            if member.getOrDefault("multiLabel") != self.getOrDefault(self.multiLabel):
+                raise ValueError(f"members[{i}]: multiLabel "
+                                 f"{member.getOrDefault('multiLabel')} differs from the "
+                                 f"ensemble's {self.getOrDefault(self.multiLabel)}")
+        weights = self.getOrDefault(self.weights)
+        if weights and (len(weights) != len(self.members) or min(weights) < 0 or
+                        sum(weights) <= 0):
+            raise ValueError(f"weights: expected {len(self.members)} non-negative numbers with a "
+                             f"positive sum (one per member), got {weights}")
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        from focalseq.stages.thresholds import decision_expr
+
+        if not self.members:
+            raise ValueError("EnsembleModel has no members: build it from fitted models or "
+                             "load a saved ensemble")
+        self._check_members()
+        labels = self.getLabels()
+        n = len(labels)
+        weights = self.getOrDefault(self.weights) or [1.0] * len(self.members)
+        keys = ["doc_id"] + (["split"] if "split" in dataset.columns else []) + ["line_idx"]
+        parts = []
+        for member, w in zip(self.members, weights):
+            prob = F.col(member.getOrDefault("probabilityCol"))
+            parts.append(member.transform(dataset).select(
+                *keys, "label", prob.alias("_prob"), F.lit(float(w)).alias("_w")))
+        total = float(sum(weights))
+        agg = reduce(DataFrame.unionByName, parts).groupBy(*keys).agg(
+            F.first("label", ignorenulls=True).alias("label"),
+            *[(F.sum(F.col("_prob")[j] * F.col("_w")) / F.lit(total)).alias(f"_p{j}")
+              for j in range(n)])
+        prob = F.array(*[F.col(f"_p{j}") for j in range(n)])
+        out = agg.withColumn(self.getOrDefault(self.probabilityCol), prob)
+        out = out.withColumn(self.getOrDefault(self.predictionCol), decision_expr(
+            prob, labels, self.getOrDefault(self.multiLabel),
+            self.getOrDefault(self.logOffsets), self.getOrDefault(self.thresholds)))
+        return out.drop(*[f"_p{j}" for j in range(n)])
+
+    def copy(self, extra=None):
+        that = super().copy(extra)
+        that.members = [m.copy() for m in self.members]
+        return that
+
+    def write(self):
+        return _EnsembleModelWriter(self)
+
+    @classmethod
+    def read(cls):
+        return _EnsembleModelReader(cls)
+
+
+def _member_path(path, i):
+    return os.path.join(path, "members", f"member_{i:02d}")
+
+
+class _EnsembleModelWriter(MLWriter):
+    def __init__(self, instance):
+        super().__init__()
+        self.instance = instance
+
+    def saveImpl(self, path):
+        members = self.instance.members
+        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc,
+                                         extraMetadata={"numMembers": len(members)})
+        for i, member in enumerate(members):
+            member.write().save(_member_path(path, i))
+
+
+class _EnsembleModelReader(MLReader):
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+
+    def load(self, path):
+        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
+        model = self.cls()
+        model._resetUid(metadata["uid"])
+        DefaultParamsReader.getAndSetParams(model, metadata)
+        model.members = [DefaultParamsReader.loadParamsInstance(_member_path(path, i), self.sc)
+                         for i in range(int(metadata["numMembers"]))]
+        model._check_members()
+        return model

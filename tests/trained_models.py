@@ -1,0 +1,56 @@
+"""One tiny trained ensemble (two BiLSTM members, seeds 0 and 1) shared by the tests of
+evaluation, thresholds, ensembles, MLflow and storage.
+
+A synthetic corpus (12 documents of about 60 lines) is turned into windows, and an
+EnsembleEstimator trains its two members with real 2-process Horovod jobs (2 epochs, a
+16-unit network). The result is built once per pytest session, however many modules
+ask for it, because training dominates the time of these tests.
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from trained_models import trained  # noqa: F401
+"""
+import os
+
+import pytest
+
+_KEY = pytest.StashKey[dict]()
+
+
+def _train(spark, folder) -> dict:
+    from focalseq.config import load_config
+    from focalseq.pipelines import builders
+    from focalseq.pipelines.train import inference_pipeline
+    from focalseq.stages.ensemble import EnsembleEstimator
+    from focalseq.stages.parse import list_files, split_problems
+    from focalseq.synthetic import generate_corpus
+
+    # Fixed splits: 8 documents train, 2 validation, 2 test.
+    patterns = '[["validation", "doc_0000[89]"], ["test", "doc_0001[01]"], ["train", ".*"]]'
+    cfg = load_config(None, [f"output.dir={folder}", "features.vocab_size=4096",
+                             f"data.split.patterns={patterns}"])
+    files = generate_corpus(os.path.join(folder, "corpus"), n_docs=12, lines_per_doc=60, seed=0)
+    # The stages of pipelines.prepare, kept in memory: fewer Spark jobs than writing
+    # Parquet, reports and counts.
+    parsed = builders.parser(cfg).transform(list_files(spark, files))
+    lines, _ = split_problems(builders.splitter(cfg).transform(parsed))
+    windows = builders.windower(cfg).transform(builders.featurizer(cfg).transform(lines))
+    windows = windows.cache()
+    estimator = EnsembleEstimator(
+        epochs=2, hiddenSize=16, embeddingDim=16, vocabSize=4096, numProc=2, batchSize=16,
+        learningRate=0.01, storePath=os.path.join(folder, "store"),
+        focalLabels=cfg.focal_labels, memberParams=[{"seed": 0}, {"seed": 1}])
+    ensemble = estimator.fit(windows.filter(windows.split.isin("train", "validation")))
+    model = ensemble.members[0]
+    return {"cfg": cfg, "windows": windows, "estimator": estimator, "ensemble": ensemble,
+            "model": model, "pipeline": inference_pipeline(cfg, model), "files": files}
+
+
+@pytest.fixture
+def trained(request, spark, tmp_path_factory) -> dict:
+    """cfg, windows (cached DataFrame with a split column), estimator, ensemble, model
+    (its first member), pipeline (inference PipelineModel around model), files."""
+    cached = request.config.stash.get(_KEY, None)
+    if cached is None:
+        cached = _train(spark, str(tmp_path_factory.mktemp("trained")))
+        request.config.stash[_KEY] = cached
+    return cached
