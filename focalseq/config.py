@@ -123,10 +123,25 @@ class Config:
 
     @property
     def store(self) -> str:
-        return os.path.join(self.output.dir, "store")
+        return self.path("store")
+
+    def path(self, *parts: str) -> str:
+        """A location under output.dir: absolute for local paths, untouched for URLs
+        (hdfs://, s3://, dbfs:/ ...) so that every executor resolves it the same way."""
+        return join_path(self.output.dir, *parts)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def is_url(path: str) -> bool:
+    return "://" in path or path.startswith("dbfs:")
+
+
+def join_path(base: str, *parts: str) -> str:
+    if is_url(base):
+        return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
+    return os.path.join(os.path.abspath(base), *parts)
 
 
 CHOICES = {

@@ -42,8 +42,9 @@ class FocalSeqClassifier:
         file_paths: paths or globs on any filesystem Spark reads.
         model_type: "rnn" (the Horovod BiLSTM) or "logistic" (Spark ML baseline).
         focal_labels / class_weights / weight_strategy / loss / loss_config: the loss.
-        model_storage: None, "disk" (model_path), "mlflow", or "redis"
-            (redis_client + redis_key).
+        model_storage: None, "disk" (model_path), "mlflow" (logged into the fit's run;
+            model_path may name a model URI to load), or "redis" (redis_client +
+            redis_key).
         verbosity: 0 silent, 1 what is used, 2 per-epoch progress.
         **options: any further setting by its config key, e.g. learning_rate=0.003,
             num_workers=2, labels=[...], keep_labels=[...], split_patterns=[...].
@@ -115,6 +116,7 @@ class FocalSeqClassifier:
             overrides["data.split.patterns"] = [list(p) for p in split_patterns]
         self.config = _config_from(overrides)
         self.model = None
+        self.model_location = None
         self.results = None
         if verbosity >= 1:
             print(self.describe_loss())
@@ -152,12 +154,12 @@ class FocalSeqClassifier:
             import mlflow
 
             mlflow.log_metric("train_seconds", elapsed)
+            if self.model_storage:
+                self.save_model()  # inside the run: MLflow storage logs into it
         self.results = {f"{split}_stats": _stats(report) for split, report in reports.items()}
         self.results.update({"model": self.model, "loss": self.loss_name,
                              "train_seconds": elapsed, "mlflow_run_id": run.info.run_id,
-                             "reports": reports})
-        if self.model_storage:
-            self.save_model()
+                             "reports": reports, "model_location": self.model_location})
         if self.verbosity >= 1 and "test" in reports:
             from focalseq.stages.evaluation import format_report
 
@@ -238,18 +240,24 @@ class FocalSeqClassifier:
         return lines.join(out.select("doc_id", "line_idx", "prediction", "probability"),
                           ["doc_id", "line_idx"], "left")
 
-    def save_model(self):
+    def save_model(self) -> str:
+        """Stores the fitted pipeline; returns the path, MLflow model URI or Redis key."""
         from focalseq import storage
 
-        storage.save_model(self.model, self.model_storage, path=self.model_path,
-                           redis_client=self.redis_client, redis_key=self.redis_key)
+        self.model_location = storage.save_model(
+            self.model, self.model_storage, path=self.model_path,
+            redis_client=self.redis_client, redis_key=self.redis_key)
+        return self.model_location
 
     def load_model(self):
         from focalseq import storage
 
         if not self.model_storage:
             raise ValueError("load_model: no model_storage configured and no fitted model")
-        self.model = storage.load_model(self.model_storage, path=self.model_path,
+        path = self.model_path
+        if self.model_storage == "mlflow":
+            path = self.model_location or self.model_path
+        self.model = storage.load_model(self.model_storage, path=path,
                                         redis_client=self.redis_client,
                                         redis_key=self.redis_key)
         return self.model

@@ -1,6 +1,5 @@
 """The CLI commands: configuration in, a report on stdout, artefacts on disk and MLflow."""
 import json
-import os
 
 from focalseq.config import Config
 from focalseq.stages.evaluation import format_report
@@ -13,7 +12,7 @@ def _spark(cfg: Config):
 
 
 def _windows_dir(cfg: Config) -> str:
-    return os.path.join(os.path.abspath(cfg.output.dir), "windows")
+    return cfg.path("windows")
 
 
 def _mlflow_hint(cfg: Config, run_id: str) -> str:
@@ -45,7 +44,7 @@ def cmd_train(cfg: Config, args) -> int:
     with start_mlflow_run(cfg, "train") as run:
         model = train(_spark(cfg), cfg, manifest)
     print(f"trained run {model.getOrDefault('runId')}; model in "
-          f"{os.path.join(os.path.abspath(cfg.output.dir), 'model')}")
+          f"{cfg.path('model')}")
     print(_mlflow_hint(cfg, run.info.run_id))
     return 0
 
@@ -57,7 +56,7 @@ def cmd_evaluate(cfg: Config, args) -> int:
     from focalseq.stages.bilstm import BiLSTMModel
 
     manifest = load_manifest(_windows_dir(cfg))
-    model = BiLSTMModel.load(os.path.join(os.path.abspath(cfg.output.dir), "model"))
+    model = BiLSTMModel.load(cfg.path("model"))
     with start_mlflow_run(cfg, f"evaluate-{args.split}") as run:
         report = evaluate(_spark(cfg), cfg, manifest, model, args.split)
     print(format_report(report))

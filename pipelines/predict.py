@@ -14,7 +14,7 @@ def predict(spark, cfg: Config, inputs, output: str, fmt: str = "parquet",
     """Labels every line of `inputs`; returns the number of lines written."""
     if fmt not in ("parquet", "jsonl", "yedda"):
         raise ValueError(f"format: {fmt!r} is not one of ['parquet', 'jsonl', 'yedda']")
-    model = model or BiLSTMModel.load(os.path.join(os.path.abspath(cfg.output.dir), "model"))
+    model = model or BiLSTMModel.load(cfg.path("model"))
     parsed = builders.parser(cfg, "plain" if plain else None).transform(
         list_files(spark, inputs, recursive=cfg.data.recursive))
     lines, _ = split_problems(parsed)

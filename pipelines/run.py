@@ -1,8 +1,7 @@
 """The whole flow in one MLflow run: prepare -> train -> evaluate -> report."""
 import logging
-import os
 
-from focalseq.config import Config
+from focalseq.config import Config, is_url
 from focalseq.pipelines.evaluate import evaluate
 from focalseq.pipelines.prepare import prepare
 from focalseq.pipelines.train import train
@@ -36,6 +35,7 @@ def run_all(spark, cfg: Config) -> dict:
         for split in ("validation", "test"):
             if split in manifest["splits"]:
                 reports[split] = evaluate(spark, cfg, manifest, model, split)
-        mlflow.log_artifacts(os.path.join(os.path.abspath(cfg.output.dir), "model"), "model")
+        if not is_url(cfg.output.dir):  # remote stores keep the model where it is
+            mlflow.log_artifacts(cfg.path("model"), "model")
         return {"manifest": manifest, "model": model, "reports": reports,
                 "mlflow_run_id": active.info.run_id}

@@ -1,6 +1,5 @@
 """Windowed Parquet -> trained BiLSTMModel, and the inference PipelineModel around it."""
 import logging
-import os
 
 from pyspark.ml import PipelineModel
 
@@ -21,10 +20,10 @@ def train(spark, cfg: Config, manifest: dict) -> BiLSTMModel:
                          "data.split (fractions or patterns)")
     est = builders.estimator(cfg, label_counts=counts)
     model = est.fit(windows)
-    model_dir = os.path.join(os.path.abspath(cfg.output.dir), "model")
+    model_dir = cfg.path("model")
     model.write().overwrite().save(model_dir)
     pipeline = inference_pipeline(cfg, model)
-    pipeline.write().overwrite().save(os.path.join(os.path.abspath(cfg.output.dir), "pipeline"))
+    pipeline.write().overwrite().save(cfg.path("pipeline"))
     logger.info("model saved to %s", model_dir)
     return model
 

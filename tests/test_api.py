@@ -1,0 +1,147 @@
+"""The familiar Python API: each loss choice and storage choice, and the documented rules."""
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from redis_server import redis_client, redis_server  # noqa: E402,F401
+
+from focalseq import FocalSeqClassifier, SkolClassifierV2  # noqa: E402
+
+LABELS = ["Nomenclature", "Description", "Misc-exposition"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from focalseq.synthetic import generate_corpus
+
+    folder = tmp_path_factory.mktemp("api-corpus")
+    generate_corpus(str(folder), n_docs=16, lines_per_doc=60, ratio=(1, 5, 20), seed=7)
+    return str(folder / "*.ann")
+
+
+def _small(corpus, tmp_path, **kwargs):
+    options = dict(input_source="files", file_paths=[corpus], window_size=8,
+                   prediction_stride=4, hidden_size=16, embedding_dim=16, num_layers=1,
+                   epochs=2, batch_size=8, vocab_size=4096, max_tokens=16,
+                   work_dir=str(tmp_path / "work"))
+    options.update(kwargs)
+    return SkolClassifierV2(**options)
+
+
+# The documented rules (no Spark needed). ------------------------------------------------
+
+def test_the_familiar_name_is_the_product_class():
+    assert SkolClassifierV2 is FocalSeqClassifier
+
+
+def test_class_weights_and_focal_labels_are_mutually_exclusive(tmp_path):
+    with pytest.raises(ValueError) as err:
+        _small("x/*.ann", tmp_path, focal_labels=["Nomenclature"],
+               class_weights={"Nomenclature": 10.0})
+    assert str(err.value) == "class_weights and focal_labels are mutually exclusive"
+
+
+def test_focal_labels_need_the_rnn(tmp_path):
+    with pytest.raises(ValueError, match="focal_labels.*model_type='rnn'.*logistic"):
+        _small("x/*.ann", tmp_path, model_type="logistic", focal_labels=["Nomenclature"])
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({"focal_labels": ["Nomenclature", "Description"]},
+     "loss: soft_f1 (mean soft F1) over focal labels ['Nomenclature', 'Description']"),
+    ({"class_weights": {"Nomenclature": 20.0, "Description": 5.0}},
+     "loss: weighted_cross_entropy {'class_weights': {'Nomenclature': 20.0, 'Description': 5.0}}"),
+    ({"weight_strategy": "inverse"}, "loss: weighted_cross_entropy {'weight_strategy': 'inverse'}"),
+    ({}, "loss: cross_entropy"),
+])
+def test_verbosity_1_says_which_loss_and_labels(kwargs, expected, tmp_path, capsys):
+    _small("x/*.ann", tmp_path, verbosity=1, **kwargs)
+    assert expected in capsys.readouterr().out
+
+
+def test_bad_choices_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="model_type: 'svm' is not one of"):
+        _small("x/*.ann", tmp_path, model_type="svm")
+    with pytest.raises(ValueError, match="model_storage='redis' needs redis_client"):
+        _small("x/*.ann", tmp_path, model_storage="redis")
+    with pytest.raises(ValueError, match="weight_strategy"):
+        _small("x/*.ann", tmp_path, weight_strategy="loudest")
+    with pytest.raises(ValueError, match="focal_labels.*Taxon"):
+        _small("x/*.ann", tmp_path, focal_labels=["Taxon"])
+
+
+# Real fits: every loss choice, every storage choice. -------------------------------------
+
+def _check_stats(results):
+    stats = results["test_stats"]
+    for label in LABELS:
+        for name in ("precision", "recall", "f1", "support"):
+            assert f"{label}_{name}" in stats
+    assert stats["Description_support"] > 0
+    # Trained for real: the rare labels are found far above a majority predictor's 0.
+    assert stats["Description_f1"] > 0.3
+
+
+def _same_predictions(a, b):
+    rows_a = sorted((r["doc_id"], r["line_no"], r["prediction"]) for r in a.collect())
+    rows_b = sorted((r["doc_id"], r["line_no"], r["prediction"]) for r in b.collect())
+    assert rows_a == rows_b and len(rows_a) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_focal_labels_with_redis_storage(spark, corpus, tmp_path, redis_client):
+    clf = _small(corpus, tmp_path, spark=spark, focal_labels=["Nomenclature", "Description"],
+                 model_storage="redis", redis_client=redis_client, redis_key="rnn_focal_f1")
+    results = clf.fit()
+    _check_stats(results)
+    assert results["loss"] == "soft_f1"
+    assert redis_client.exists("rnn_focal_f1")
+    reloaded = _small(corpus, tmp_path, spark=spark, model_storage="redis",
+                      redis_client=redis_client, redis_key="rnn_focal_f1")
+    reloaded.load_model()
+    one = corpus.replace("*.ann", "doc_00001.txt.ann")
+    _same_predictions(clf.predict([one]), reloaded.predict([one]))
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_class_weights_with_disk_storage(spark, corpus, tmp_path):
+    path = str(tmp_path / "model")
+    clf = _small(corpus, tmp_path, spark=spark, class_weights={"Nomenclature": 10.0,
+                                                               "Description": 3.0},
+                 model_storage="disk", model_path=path)
+    _check_stats(clf.fit())
+    assert os.path.isdir(path)
+    reloaded = _small(corpus, tmp_path, spark=spark, model_storage="disk", model_path=path)
+    one = corpus.replace("*.ann", "doc_00002.txt.ann")
+    _same_predictions(clf.predict([one]), reloaded.predict([one]))
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_weight_strategy_with_mlflow_storage(spark, corpus, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    clf = _small(corpus, tmp_path, spark=spark, weight_strategy="inverse",
+                 model_storage="mlflow")
+    results = clf.fit()
+    _check_stats(results)
+    assert results["model_location"].startswith(("runs:/", "models:/"))
+    client = MlflowClient(clf.config.mlflow.tracking_uri)
+    metrics = client.get_run(results["mlflow_run_id"]).data.metrics
+    assert metrics["test_f1_Description"] == pytest.approx(results["test_stats"]["Description_f1"])
+
+
+@pytest.mark.slow
+@pytest.mark.horovod
+def test_logistic_baseline(spark, corpus, tmp_path):
+    # The standard (cross-entropy) RNN runs in tests/test_examples.py.
+    logistic = _small(corpus, tmp_path / "lr", spark=spark, model_type="logistic",
+                      weight_strategy="balanced")
+    _check_stats(logistic.fit())
+    preds = logistic.predict([corpus])
+    assert set(r["prediction"] for r in preds.select("prediction").distinct().collect()) <= \
+        set(LABELS)
