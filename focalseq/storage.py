@@ -12,7 +12,8 @@ a BiLSTMModel, an EnsembleModel, a ThresholdModel) can be stored and loaded back
 - disk: Spark ML persistence into `path` (any URL Spark writes: local, HDFS, S3, DBFS).
 - mlflow: the MLflow Spark flavor (see focalseq.tracking.log_pipeline_model), logged to
   the active run or to a new run; loaded by model URI (`runs:/...`, `models:/name@alias`),
-  by default the model this process logged last. Loads as a PipelineModel.
+  by default from the newest run of the current experiment that holds one. Loads as a
+  PipelineModel.
 - redis: the saved directory as one gzip'd tar under `redis_key` (Redis strings hold up
   to 512 MB); loading unpacks it into a temporary directory and loads from there.
 
@@ -75,7 +76,8 @@ def save_model(model, storage: str = "disk", *, path: str = None, redis_client=N
 
 
 def load_model(storage: str = "disk", *, path: str = None, redis_client=None,
-               redis_key: str = None, model_uri: str = None, tmp_dir: str = None):
+               redis_key: str = None, model_uri: str = None, artifact_path: str = "model",
+               tmp_dir: str = None):
     """Loads a model stored by `save_model`.
 
     Args:
@@ -83,7 +85,7 @@ def load_model(storage: str = "disk", *, path: str = None, redis_client=None,
         path: disk: the directory. mlflow: a model URI (same as model_uri).
         redis_client, redis_key: redis: where the model is.
         model_uri: mlflow: e.g. `runs:/<run>/model` or `models:/<name>@<alias>`; default:
-            the model this process logged last.
+            the newest run of the current experiment with a model at `artifact_path`.
         tmp_dir: redis: where the archive is unpacked (default: local temp).
     """
     _check_storage(storage)
@@ -99,14 +101,22 @@ def load_model(storage: str = "disk", *, path: str = None, redis_client=None,
         return model_from_bytes(data, tmp_dir)
     import mlflow
 
-    uri = model_uri or path
-    if not uri:
-        last = mlflow.last_logged_model()
-        if last is None:
-            raise ValueError("load_model(storage='mlflow') needs model_uri (e.g. "
-                             "'models:/<name>@<alias>'); this process logged no model")
-        uri = last.model_uri
-    return mlflow.spark.load_model(uri)
+    return mlflow.spark.load_model(model_uri or path or _latest_model_uri(artifact_path))
+
+
+def _latest_model_uri(artifact_path: str) -> str:
+    """runs:/<run>/<artifact_path> of the newest run of the current experiment holding one."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for run in mlflow.search_runs(order_by=["attributes.start_time DESC"], max_results=100,
+                                  output_format="list"):
+        names = {a.path for a in client.list_artifacts(run.info.run_id, artifact_path)}
+        if f"{artifact_path}/MLmodel" in names:
+            return f"runs:/{run.info.run_id}/{artifact_path}"
+    raise ValueError(f"load_model(storage='mlflow'): no run of the current experiment has a "
+                     f"model at {artifact_path!r}; pass model_uri (e.g. 'runs:/<run>/model' "
+                     "or 'models:/<name>@<alias>')")
 
 
 def _check_storage(storage):
