@@ -7,9 +7,14 @@ never sees half a checkpoint.
 
 Layout under `<prefix>/<run_id>/`:
     data/train, data/validation   windowed Parquet read by the workers through petastorm
-    checkpoints/epoch_NNNN.weights.h5 and checkpoints/state.json
+    checkpoints/epoch_NNNN.weights.h5, epoch_NNNN.optimizer.npz (the last two epochs),
+        best.weights.h5 and state.json (the last complete epoch, written last)
     progress.jsonl                one JSON line per finished epoch (rank 0)
+    errors/                       tracebacks of failed workers, read by the driver
     model/network.keras           the trained network
+
+The training data is removed when a fit succeeds; checkpoints, progress and the model
+stay, so fitting again with the same run id returns the finished model without training.
 """
 import json
 import os
@@ -18,6 +23,8 @@ import uuid
 
 
 class Store:
+    """Paths and atomic I/O of training runs under one fsspec prefix."""
+
     def __init__(self, prefix: str):
         if not prefix:
             raise ValueError("storePath: expected a directory or URL, got an empty string")
@@ -57,9 +64,13 @@ class Store:
     def write_bytes(self, path: str, data: bytes) -> None:
         self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with self.fs.open(tmp, "wb") as fh:
-            fh.write(data)
-        self.fs.mv(tmp, path)
+        try:
+            with self.fs.open(tmp, "wb") as fh:
+                fh.write(data)
+            self.fs.mv(tmp, path)
+        finally:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open(path, "rb") as fh:
@@ -80,6 +91,10 @@ class Store:
         if self.fs.exists(path):
             self.fs.rm(path, recursive=True)
 
+    def glob(self, pattern: str) -> list:
+        """Matching paths, sorted."""
+        return sorted(self.fs.glob(pattern))
+
     # Checkpoints -------------------------------------------------------------------------
 
     def checkpoint_state(self, run_id: str):
@@ -89,6 +104,9 @@ class Store:
 
     def checkpoint_weights_path(self, run_id: str, epoch: int) -> str:
         return self.path(run_id, "checkpoints", f"epoch_{epoch:04d}.weights.h5")
+
+    def checkpoint_optimizer_path(self, run_id: str, epoch: int) -> str:
+        return self.path(run_id, "checkpoints", f"epoch_{epoch:04d}.optimizer.npz")
 
     def model_path(self, run_id: str) -> str:
         return self.path(run_id, "model", "network.keras")

@@ -4,19 +4,23 @@
 of plain values built by the driver (focalseq.stages.bilstm). TensorFlow and Horovod are
 imported here, never by the stages, so importing a stage stays cheap.
 
-Per worker: init Horovod, pin one GPU by local rank (CPU otherwise), read this rank's
-petastorm shard, build the network and the loss from the registry, wrap the optimizer in
-hvd.DistributedOptimizer with the learning rate scaled by the number of workers (with
-warm-up), broadcast rank 0's initial weights, and train. Rank 0 alone evaluates the
-validation split, writes checkpoints, progress and MLflow metrics, and decides early
-stopping; the decision is broadcast so every rank stops at the same epoch.
+Per worker: init Horovod, pin one GPU by local rank (CPU threads otherwise), read this
+rank's petastorm shard, build the network and the loss from the registry, wrap the
+optimizer in hvd.DistributedOptimizer with the learning rate scaled by the number of
+workers (warmed up from the one-worker rate), restore the last checkpoint when resuming,
+broadcast rank 0's variables, and train. Rank 0 alone evaluates the validation split,
+writes checkpoints, progress and MLflow metrics, and decides early stopping; the decision
+is broadcast so every rank stops at the same epoch.
 """
 import io
 import json
 import logging
 import os
+import re
+import shutil
 import tempfile
 import time
+import traceback
 import warnings
 
 import numpy as np
@@ -24,69 +28,107 @@ import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
+INPUTS = ("token_ids", "shape")
+
 
 def train_worker(spec: dict) -> dict:
     """Entry point of each Horovod process; a failure leaves its traceback in the store."""
+    scratch = tempfile.mkdtemp(prefix=f"focalseq-{spec['run_id']}-")
     try:
-        return _train(spec)
+        return _train(spec, scratch)
     except BaseException:
-        import traceback
-
-        from focalseq.training.store import Store
-
-        rank = os.environ.get("HOROVOD_RANK", "unknown")
-        try:
-            Store(spec["store"]).write_bytes(
-                Store(spec["store"]).path(spec["run_id"], "errors", f"rank_{rank}.txt"),
-                traceback.format_exc().encode())
-        finally:
-            raise
+        _report_failure(spec)
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _train(spec: dict) -> dict:
+def _report_failure(spec):
+    from focalseq.training.store import Store
+
+    rank = os.environ.get("HOROVOD_RANK", "unknown")
+    store = Store(spec["store"])
+    # The name sorts by time, so the driver shows the first failure (the cause) first.
+    name = f"{time.time_ns():020d}_rank_{rank}.txt"
+    store.write_bytes(store.path(spec["run_id"], "errors", name), traceback.format_exc().encode())
+
+
+def _train(spec: dict, scratch: str) -> dict:
+    from focalseq.training.store import Store
+
+    hvd = _init_horovod(spec)
+    store = Store(spec["store"])
+    run_id, dims = spec["run_id"], spec["dims"]
+    state = store.checkpoint_state(run_id)
+    initial_epoch = 0 if state is None else state["epoch"] + 1
+    done = initial_epoch >= spec["epochs"] or bool((state or {}).get("stopped"))
+
+    train = None
+    steps = 1
+    if not done:
+        train = read_windows(store.url(run_id, "data", "part=train"), dims, hvd.rank(),
+                             hvd.size())
+        steps = _steps_per_epoch(hvd, len(train["mask"]), spec["batch_size"])
+    model, loss = _build_model(hvd, spec, steps)
+    if state is not None:
+        _restore(model, store, run_id, state["epoch"], scratch)
+    if done:
+        return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch)
+
+    val = None
+    if spec["has_validation"] and hvd.rank() == 0:
+        val = read_windows(store.url(run_id, "data", "part=validation"), dims, 0, 1)
+    _broadcast_variables(hvd, model)
+    callbacks = [EpochEnd(hvd, model, loss, store, spec, val, state, steps, scratch)]
+    if getattr(loss, "progress", None) is not None:
+        from focalseq.losses import CurriculumCallback
+
+        callbacks.append(CurriculumCallback(loss, spec["epochs"]))
+    model.fit(_train_dataset(train, spec, hvd.rank()), epochs=spec["epochs"],
+              initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
+              verbose=0)
+    return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch)
+
+
+# Setup ---------------------------------------------------------------------------------
+
+
+def _init_horovod(spec):
     import horovod.tensorflow.keras as hvd
 
     hvd.init()
     _configure_devices(hvd, spec)
-    tf.keras.utils.set_random_seed(spec["seed"] + hvd.rank())
+    # The same seed on every rank: identical initial weights. Shuffling differs by rank.
+    tf.keras.utils.set_random_seed(spec["seed"])
+    return hvd
 
-    from focalseq.training.store import Store
 
-    store = Store(spec["store"])
-    run_id = spec["run_id"]
-    dims = spec["dims"]
-    train = read_windows(store.url(run_id, "data", "train"), dims, hvd.rank(), hvd.size())
-    val = None
-    if spec["has_validation"] and hvd.rank() == 0:
-        val = read_windows(store.url(run_id, "data", "validation"), dims, 0, 1)
+def _configure_devices(hvd, spec):
+    """One GPU per process by local rank when GPUs exist; otherwise a share of the CPUs."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if hvd.local_size() > len(gpus):
+            logger.warning("%d workers on this host share %d GPUs", hvd.local_size(), len(gpus))
+        gpu = gpus[hvd.local_rank() % len(gpus)]
+        tf.config.set_visible_devices(gpu, "GPU")
+        tf.config.experimental.set_memory_growth(gpu, True)
+        if spec.get("mixed_precision"):
+            tf.keras.mixed_precision.set_global_policy("mixed_float16")
+        return
+    if spec.get("mixed_precision"):
+        logger.warning("mixedPrecision ignored: no GPU in this worker")
+    threads = spec.get("threads_per_worker") or cpu_threads(hvd.local_size())
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
 
-    steps = _steps_per_epoch(hvd, len(train["mask"]), spec["batch_size"])
-    model, loss = _build_model(hvd, spec)
-    state = store.checkpoint_state(run_id)
-    initial_epoch = 0
-    if state is not None:
-        model.load_weights(_local_copy(store, store.checkpoint_weights_path(run_id, state["epoch"])))
-        initial_epoch = state["epoch"] + 1
-    if initial_epoch >= spec["epochs"] or (state or {}).get("stopped"):
-        return _finish(model, store, spec, state, hvd.rank(), initial_epoch)
 
-    dataset = _train_dataset(train, spec, hvd.rank())
-    callbacks = [
-        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.LearningRateWarmupCallback(
-            initial_lr=spec["learning_rate"] * hvd.size(),
-            warmup_epochs=spec["warmup_epochs"], steps_per_epoch=steps, verbose=0),
-        EpochEnd(hvd, model, loss.local_copy(), store, spec, val, state, initial_epoch),
-    ]
-    curriculum = getattr(loss, "progress", None)
-    if curriculum is not None:
-        from focalseq.losses import CurriculumCallback
-
-        callbacks.append(CurriculumCallback(loss, spec["epochs"]))
-    model.fit(dataset, epochs=spec["epochs"], initial_epoch=initial_epoch,
-              steps_per_epoch=steps, callbacks=callbacks, verbose=0)
-    return _finish(model, store, spec, store.checkpoint_state(run_id), hvd.rank(),
-                   initial_epoch)
+def cpu_threads(workers_on_host: int) -> int:
+    """This host's usable CPUs divided among its worker processes (at least one each)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, workers_on_host))
 
 
 def read_windows(url: str, dims: dict, shard: int, shard_count: int) -> dict:
@@ -111,20 +153,6 @@ def read_windows(url: str, dims: dict, shard: int, shard_count: int) -> dict:
             .reshape((-1,) + shapes[name]).astype(dtypes[name]) for name, chunks in parts.items()}
 
 
-def _configure_devices(hvd, spec):
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        tf.config.experimental.set_memory_growth(gpus[hvd.local_rank()], True)
-        tf.config.set_visible_devices(gpus[hvd.local_rank()], "GPU")
-        if spec.get("mixed_precision"):
-            tf.keras.mixed_precision.set_global_policy("mixed_float16")
-    else:
-        threads = spec.get("threads_per_worker") or 0
-        if threads:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
 def _steps_per_epoch(hvd, n_local: int, batch_size: int) -> int:
     """Every rank must run the same number of steps, or the allreduce would hang."""
     import horovod.tensorflow as hvd_tf
@@ -132,43 +160,145 @@ def _steps_per_epoch(hvd, n_local: int, batch_size: int) -> int:
     sizes = hvd_tf.allgather_object(n_local)
     if min(sizes) == 0:
         raise ValueError(f"training data: some workers got no windows (windows per worker: "
-                         f"{sizes}); use fewer workers or write more row groups")
+                         f"{sizes}); use fewer workers (numProc) or more training data")
     return max(1, min(sizes) // batch_size)
 
 
-def _build_model(hvd, spec):
-    from focalseq.losses import build_loss
+def build_plain_network(spec, loss=None) -> tf.keras.Model:
+    """The spec's network, uncompiled (`loss` decides whether it has a projection head)."""
     from focalseq.training.network import build_network
 
     dims = spec["dims"]
-    loss = build_loss(spec["loss"], spec["loss_config"], dims["labels"],
+    net = dict(spec["network"])
+    rep_dim = net.pop("representation_dim", 64)
+    if not getattr(loss, "needs_representation", False):
+        rep_dim = 0
+    return build_network(dims["window"], dims["max_tokens"], dims["n_shape"],
+                         len(dims["labels"]), multi_label=dims["multi_label"],
+                         representation_dim=rep_dim, **net)
+
+
+def build_loss_for(spec):
+    from focalseq.losses import build_loss
+
+    dims = spec["dims"]
+    return build_loss(spec["loss"], spec["loss_config"], dims["labels"],
                       label_counts=spec["label_counts"], multi_label=dims["multi_label"])
-    rep_dim = spec["network"].get("representation_dim", 64) \
-        if getattr(loss, "needs_representation", False) else 0
-    net_kwargs = {k: v for k, v in spec["network"].items() if k != "representation_dim"}
-    model = build_network(dims["window"], dims["max_tokens"], dims["n_shape"],
-                          len(dims["labels"]), multi_label=dims["multi_label"],
-                          representation_dim=rep_dim, **net_kwargs)
+
+
+@tf.keras.saving.register_keras_serializable(package="focalseq")
+class WarmupSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from `peak * start_fraction` to `peak` over `warmup_steps` steps.
+
+    With `start_fraction = 1 / workers` this is Goyal et al. (2017), "Accurate, Large
+    Minibatch SGD": start at the one-worker rate, reach the scaled rate after warm-up.
+    Computed in the graph from the optimizer's step counter, so it costs nothing per batch
+    and continues correctly when a run resumes with the optimizer state restored.
+    """
+
+    def __init__(self, peak, warmup_steps, start_fraction):
+        super().__init__()
+        self.peak, self.warmup_steps, self.start_fraction = peak, warmup_steps, start_fraction
+
+    def __call__(self, step):
+        progress = tf.minimum(1.0, tf.cast(step, tf.float32) / float(self.warmup_steps))
+        return self.peak * (self.start_fraction + (1.0 - self.start_fraction) * progress)
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "start_fraction": self.start_fraction}
+
+
+def _build_model(hvd, spec, steps_per_epoch):
+    loss = build_loss_for(spec)
+    model = build_plain_network(spec, loss)
+    peak = spec["learning_rate"] * hvd.size()
+    warmup_steps = int(round(spec["warmup_epochs"] * steps_per_epoch))
+    lr = WarmupSchedule(peak, warmup_steps, 1.0 / hvd.size()) if warmup_steps > 0 else peak
     optimizers = {"adam": tf.keras.optimizers.legacy.Adam,
                   "sgd": tf.keras.optimizers.legacy.SGD,
                   "rmsprop": tf.keras.optimizers.legacy.RMSprop}
-    opt = optimizers[spec["optimizer"]](learning_rate=spec["learning_rate"] * hvd.size(),
-                                        clipnorm=spec.get("clipnorm"))
+    opt = optimizers[spec["optimizer"]](learning_rate=lr, clipnorm=spec.get("clipnorm"))
     model.compile(optimizer=hvd.DistributedOptimizer(opt), loss=loss,
                   experimental_run_tf_function=False)
     return model, loss
 
 
+def _broadcast_variables(hvd, model):
+    import horovod.tensorflow as hvd_tf
+
+    variables = list(model.variables) + list(model.optimizer.variables())
+    hvd_tf.broadcast_variables(variables, root_rank=0)
+
+
 def _train_dataset(data, spec, rank):
-    ds = tf.data.Dataset.from_tensor_slices(
-        ({"token_ids": data["token_ids"], "shape": data["shape"]}, data["y"], data["mask"]))
-    ds = ds.shuffle(len(data["mask"]), seed=spec["seed"] + rank, reshuffle_each_iteration=True)
-    return ds.repeat().batch(spec["batch_size"]).prefetch(2)
+    """Shuffled fixed-size batches, reshuffled every pass over this rank's windows.
+
+    Batches are gathered by index from tensors held once in the pipeline (as Keras does
+    for numpy input), not sliced element by element, so the input costs almost nothing
+    next to a training step.
+    """
+    n, batch = len(data["mask"]), spec["batch_size"]
+    tensors = ({k: data[k] for k in INPUTS}, data["y"], data["mask"])
+    indices = (tf.data.Dataset.range(n)
+               .shuffle(n, seed=spec["seed"] + rank, reshuffle_each_iteration=True)
+               .repeat().batch(min(batch, n), drop_remainder=True))
+    held = tf.data.Dataset.from_tensors(tensors).repeat()
+
+    def gather(index, arrays):
+        return tf.nest.map_structure(lambda a: tf.gather(a, index), arrays)
+
+    return (tf.data.Dataset.zip((indices, held))
+            .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
+
+
+# Checkpoints ---------------------------------------------------------------------------
+
+
+def _weights_bytes(model, scratch) -> bytes:
+    path = os.path.join(scratch, "w.weights.h5")
+    model.save_weights(path)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    os.remove(path)
+    return data
+
+
+def _load_weights(model, data: bytes, scratch):
+    path = os.path.join(scratch, "r.weights.h5")
+    with open(path, "wb") as fh:
+        fh.write(data)
+    model.load_weights(path)
+    os.remove(path)
+
+
+def _optimizer_bytes(optimizer) -> bytes:
+    buf = io.BytesIO()
+    weights = optimizer.get_weights()
+    np.savez(buf, *weights)
+    return buf.getvalue()
+
+
+def _load_optimizer(model, data: bytes):
+    with np.load(io.BytesIO(data)) as arrays:
+        weights = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
+    model.optimizer._create_all_weights(model.trainable_variables)
+    model.optimizer.set_weights(weights)
+
+
+def _restore(model, store, run_id, epoch, scratch):
+    """Weights and optimizer state (step counter, moments) of a finished epoch."""
+    _load_weights(model, store.read_bytes(store.checkpoint_weights_path(run_id, epoch)), scratch)
+    opt_path = store.checkpoint_optimizer_path(run_id, epoch)
+    if store.exists(opt_path):
+        _load_optimizer(model, store.read_bytes(opt_path))
+
+
+# The epoch end -------------------------------------------------------------------------
 
 
 def predict_probs(model, data: dict, n_labels: int, batch_size: int = 256) -> np.ndarray:
-    out = model.predict({"token_ids": data["token_ids"], "shape": data["shape"]},
-                        batch_size=batch_size, verbose=0)
+    out = model.predict({k: data[k] for k in INPUTS}, batch_size=batch_size, verbose=0)
     return out[..., :n_labels]
 
 
@@ -179,10 +309,9 @@ def window_f1(probs, y, mask, labels, multi_label=False) -> dict:
     t = y.reshape(-1, y.shape[-1])[m]
     if multi_label:
         pred = p >= 0.5
-        true = t > 0.5
     else:
         pred = np.eye(p.shape[1], dtype=bool)[p.argmax(1)]
-        true = t > 0.5
+    true = t > 0.5
     scores = {}
     for j, label in enumerate(labels):
         tp = float(np.sum(pred[:, j] & true[:, j]))
@@ -193,12 +322,14 @@ def window_f1(probs, y, mask, labels, multi_label=False) -> dict:
 
 
 class EpochEnd(tf.keras.callbacks.Callback):
-    """Rank 0: validation, checkpoint, progress, MLflow, early stopping (broadcast)."""
+    """Every rank: average the epoch loss. Rank 0: validation, checkpoint, progress,
+    MLflow and the early-stopping decision, which is broadcast to all ranks."""
 
-    def __init__(self, hvd, model, loss, store, spec, val, state, initial_epoch):
+    def __init__(self, hvd, model, loss, store, spec, val, state, steps, scratch):
         super().__init__()
-        self.hvd, self.net, self.loss_fn, self.store = hvd, model, loss, store
-        self.spec, self.val = spec, val
+        self.hvd, self.net, self.loss, self.store = hvd, model, loss, store
+        self.spec, self.val, self.scratch = spec, val, scratch
+        self.windows = steps * spec["batch_size"] * hvd.size()
         state = state or {}
         self.best = state.get("best_score", -np.inf)
         self.best_epoch = state.get("best_epoch", -1)
@@ -209,34 +340,31 @@ class EpochEnd(tf.keras.callbacks.Callback):
         self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
+        import horovod.tensorflow as hvd_tf
+
+        train_seconds = time.time() - self.started
+        local = float((logs or {}).get("loss", np.nan))
+        loss = float(hvd_tf.allreduce(tf.constant(local), op=hvd_tf.Average,
+                                      name=f"epoch_loss_{epoch}").numpy())
         stop = 0
         if self.hvd.rank() == 0:
-            stop = int(self._rank0_epoch_end(epoch, logs or {}))
-        stop = int(self.hvd.broadcast(tf.constant(stop), 0, name=f"stop_{epoch}").numpy())
+            stop = int(self._rank0_epoch_end(epoch, loss, train_seconds))
+        stop = int(hvd_tf.broadcast(tf.constant(stop), 0, name=f"stop_{epoch}").numpy())
         fault = self.spec.get("fault")
         if fault and fault["epoch"] == epoch and fault["rank"] == self.hvd.rank():
             raise RuntimeError(f"injected fault on rank {fault['rank']} after epoch {epoch}")
         if stop:
             self.model.stop_training = True
 
-    def _rank0_epoch_end(self, epoch, logs):
-        spec, run_id, labels = self.spec, self.spec["run_id"], self.spec["dims"]["labels"]
-        record = {"epoch": epoch, "loss": float(logs.get("loss", np.nan))}
-        score = -float(record["loss"])
+    def _rank0_epoch_end(self, epoch, loss, train_seconds):
+        spec, run_id = self.spec, self.spec["run_id"]
+        record = {"epoch": epoch, "epochs": spec["epochs"], "loss": loss,
+                  "learning_rate": _current_lr(self.net.optimizer),
+                  "windows": self.windows, "train_seconds": round(train_seconds, 3)}
+        score = -loss
         if self.val is not None and len(self.val["mask"]):
-            out = self.net.predict({"token_ids": self.val["token_ids"],
-                                    "shape": self.val["shape"]}, batch_size=256, verbose=0)
-            record["val_loss"] = float(self.loss_fn(self.val["y"], out,
-                                                    sample_weight=self.val["mask"]))
-            probs = out[..., :len(labels)]
-            f1 = window_f1(probs, self.val["y"], self.val["mask"], labels,
-                           spec["dims"]["multi_label"])
-            for label in labels:
-                record[f"val_f1_{label}"] = f1[label]
-            focal = spec["focal_labels"] or labels
-            score = float(np.mean([f1[label] for label in focal]))
-            record["val_focal_macro_f1"] = score
-        record["seconds"] = round(time.time() - self.started, 3)
+            record.update(self._validate())
+            score = record["val_focal_macro_f1"]
         improved = score > self.best + spec["min_delta"]
         if improved:
             self.best, self.best_epoch, self.wait = score, epoch, 0
@@ -245,69 +373,83 @@ class EpochEnd(tf.keras.callbacks.Callback):
         patience = spec["early_stopping_patience"]
         stop = bool(patience and self.wait >= patience)
         self._checkpoint(epoch, improved, stop)
+        record["seconds"] = round(time.time() - self.started, 3)
         self.store.append_line(self.store.progress_path(run_id), json.dumps(record))
-        _log_mlflow(spec, record, epoch)
+        log_mlflow(spec, record, epoch)
         return stop
 
+    def _validate(self) -> dict:
+        labels, multi = self.spec["dims"]["labels"], self.spec["dims"]["multi_label"]
+        out = self.net.predict({k: self.val[k] for k in INPUTS}, batch_size=256, verbose=0)
+        # A fresh local copy: never communicates, and sees the curriculum's progress now.
+        val_loss = self.loss.local_copy()(self.val["y"], out, sample_weight=self.val["mask"])
+        f1 = window_f1(out[..., :len(labels)], self.val["y"], self.val["mask"], labels, multi)
+        focal = self.spec["focal_labels"] or labels
+        record = {"val_loss": float(val_loss)}
+        record.update({f"val_f1_{label}": f1[label] for label in labels})
+        record["val_focal_macro_f1"] = float(np.mean([f1[label] for label in focal]))
+        return record
+
     def _checkpoint(self, epoch, improved, stop):
-        run_id = self.spec["run_id"]
-        weights = _weights_bytes(self.net)
-        self.store.write_bytes(self.store.checkpoint_weights_path(run_id, epoch), weights)
+        store, run_id = self.store, self.spec["run_id"]
+        weights = _weights_bytes(self.net, self.scratch)
+        store.write_bytes(store.checkpoint_weights_path(run_id, epoch), weights)
+        store.write_bytes(store.checkpoint_optimizer_path(run_id, epoch),
+                          _optimizer_bytes(self.net.optimizer))
         if improved:
-            self.store.write_bytes(self.store.path(run_id, "checkpoints", "best.weights.h5"),
-                                   weights)
-        self.store.write_json(self.store.path(run_id, "checkpoints", "state.json"), {
+            store.write_bytes(store.path(run_id, "checkpoints", "best.weights.h5"), weights)
+        # state.json is written last: it names an epoch only once that epoch's files exist.
+        store.write_json(store.path(run_id, "checkpoints", "state.json"), {
             "epoch": epoch, "best_score": self.best, "best_epoch": self.best_epoch,
             "wait": self.wait, "stopped": stop})
-        # Keep the last two epochs' weights: the newest is what state.json names.
-        old = self.store.checkpoint_weights_path(run_id, epoch - 2)
-        if epoch >= 2:
-            self.store.remove(old)
+        if epoch >= 2:  # keep two epochs: the newest is what state.json names
+            store.remove(store.checkpoint_weights_path(run_id, epoch - 2))
+            store.remove(store.checkpoint_optimizer_path(run_id, epoch - 2))
 
 
-
-def _weights_bytes(model) -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "w.weights.h5")
-        model.save_weights(path)
-        with open(path, "rb") as fh:
-            return fh.read()
+def _current_lr(optimizer) -> float:
+    lr = optimizer.learning_rate
+    if isinstance(lr, tf.keras.optimizers.schedules.LearningRateSchedule):
+        lr = lr(optimizer.iterations)
+    return float(tf.keras.backend.get_value(lr))
 
 
-def _local_copy(store, path: str) -> str:
-    tmp = tempfile.NamedTemporaryFile(suffix=".weights.h5", delete=False)
-    tmp.write(store.read_bytes(path))
-    tmp.close()
-    return tmp.name
+_METRIC_KEY = re.compile(r"[^0-9A-Za-z_\-. /]")
 
 
-def _log_mlflow(spec, record, epoch):
+def log_mlflow(spec, record, epoch):
+    """Logs one epoch's numbers to the driver's active MLflow run (rank 0 only)."""
     if not spec.get("tracking_uri") or not spec.get("mlflow_run_id"):
         return
+    from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(spec["tracking_uri"])
-    for key, value in record.items():
-        if key != "epoch" and value is not None and np.isfinite(value):
-            client.log_metric(spec["mlflow_run_id"], f"train_{key}" if key == "loss" else key,
-                              float(value), step=epoch)
+    now = int(time.time() * 1000)
+    names = {"loss": "train_loss", "seconds": "epoch_seconds"}
+    metrics = [Metric(_METRIC_KEY.sub("_", names.get(k, k)), float(v), now, epoch)
+               for k, v in record.items()
+               if k not in ("epoch", "epochs") and v is not None and np.isfinite(v)]
+    try:
+        MlflowClient(spec["tracking_uri"]).log_batch(spec["mlflow_run_id"], metrics=metrics)
+    except Exception as exc:  # tracking is a side channel: an outage must not stop training
+        logger.warning("MLflow: epoch %d metrics not logged: %s", epoch, exc)
 
 
-def _finish(model, store, spec, state, rank, initial_epoch) -> dict:
+def _finish(model, store, spec, rank, initial_epoch, scratch) -> dict:
     """Rank 0 writes the final network (best epoch if validated) and reports the run."""
     if rank != 0:
         return {"rank": rank}
     run_id = spec["run_id"]
     best = store.path(run_id, "checkpoints", "best.weights.h5")
     if spec["restore_best"] and store.exists(best):
-        model.load_weights(_local_copy(store, best))
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "network.keras")
-        # An uncompiled copy: the saved network carries no optimizer or loss state.
-        plain = tf.keras.models.clone_model(model)
-        plain.set_weights(model.get_weights())
-        plain.save(path)
-        with open(path, "rb") as fh:
-            store.write_bytes(store.model_path(run_id), fh.read())
-    return {"rank": 0, "initial_epoch": initial_epoch, "state": state,
+        _load_weights(model, store.read_bytes(best), scratch)
+    # A fresh float32 network without optimizer or loss: what prediction loads.
+    tf.keras.mixed_precision.set_global_policy("float32")
+    plain = build_plain_network(spec, model.loss)
+    plain.set_weights(model.get_weights())
+    path = os.path.join(scratch, "network.keras")
+    plain.save(path)
+    with open(path, "rb") as fh:
+        store.write_bytes(store.model_path(run_id), fh.read())
+    return {"rank": 0, "initial_epoch": initial_epoch, "state": store.checkpoint_state(run_id),
             "model_path": store.model_path(run_id)}
