@@ -1,24 +1,38 @@
-"""Files -> windowed Parquet (one folder per split) + manifest.json.
+"""Files -> windowed Parquet (one folder per split) + _manifest.json.
 
-The manifest is what training reads instead of rescanning the data: label counts per
-split (from one distributed aggregation), feature and window dimensions, and the
-problem report of the parse (counts by reason, plus a bounded sample of records; the
-full list is written as Parquet beside it).
+Layout of ``out_dir``::
+
+    split=train/part-*.parquet        windows (Windower columns), petastorm-readable:
+    split=validation/...              fixed-length array columns, row groups of about
+    split=test/...                    windows.row_group_bytes
+    _problems/part-*.parquet          every problem record (doc_id, line_no, problem,
+                                      lines_dropped); only when there are problems
+    _manifest.json                    what training reads instead of rescanning
+
+Everything is computed in ONE distributed pass, the write of the windows: the parse
+report, the label counts per split and the window counts per split are observed
+metrics (`DataFrame.observe`) of that pass, i.e. fixed-size aggregates merged from the
+tasks. Nothing that grows with the corpus reaches the driver and nothing is cached.
+Only when the parse found problems does a second, lighter pass (read + parse, no
+features) write them to ``_problems``; the manifest then holds a bounded sample.
 """
 import json
 import logging
 import os
 
-from pyspark import StorageLevel
+from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from focalseq.config import Config
 from focalseq.pipelines import builders
-from focalseq.stages.parse import list_files, split_problems
+from focalseq.stages.parse import PROBLEM_CODES, list_files, problem_code, split_problems
+from focalseq.stages.split import SPLITS
 
 logger = logging.getLogger(__name__)
 
 MAX_PROBLEM_SAMPLES = 50
+MANIFEST = "_manifest.json"
+PROBLEMS_DIR = "_problems"
 
 
 def input_paths(cfg: Config) -> list:
@@ -44,76 +58,128 @@ def parse_and_featurize(spark, cfg: Config, paths=None, fmt=None):
 
 
 def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
+    """Parses, featurizes, splits and windows the configured files into `out_dir`.
+
+    Args:
+        spark: the session.
+        cfg: configuration (data, features, windows, labels).
+        out_dir: output folder; default ``<output.dir>/windows``. Overwritten.
+
+    Returns:
+        The manifest, also written to ``<out_dir>/_manifest.json``.
+    """
     out_dir = os.path.abspath(out_dir or os.path.join(cfg.output.dir, "windows"))
-    parsed = builders.parser(cfg).transform(
-        list_files(spark, input_paths(cfg), recursive=cfg.data.recursive))
-    parsed = builders.splitter(cfg).transform(parsed).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        report = _parse_report(parsed)
-        lines = parsed.filter(F.col("problem").isNull()).drop("problem", "lines_dropped")
-        counts = _label_counts(lines, cfg)
-        feats = builders.featurizer(cfg)
-        windows = builders.windower(cfg).transform(feats.transform(lines))
-        (windows.write.mode("overwrite").partitionBy("split")
-         .option("parquet.block.size", str(cfg.windows.row_group_bytes)).parquet(out_dir))
-        problems = parsed.filter(F.col("problem").isNotNull()).select(
-            "doc_id", "line_no", "problem", "lines_dropped")
-        problems.write.mode("overwrite").parquet(os.path.join(out_dir, "_problems"))
-        window_counts = {r["split"]: int(r["count"]) for r in
-                         spark.read.parquet(out_dir).groupBy("split").count().collect()}
-    finally:
-        parsed.unpersist()
+    paths = input_paths(cfg)
+    files = list_files(spark, paths, recursive=cfg.data.recursive)
+    obs_files, obs_parse, obs_labels, obs_windows = (
+        Observation(name) for name in ("files", "parse", "labels", "windows"))
+    files = files.observe(obs_files, F.count(F.lit(1)).alias("files"))
+    parsed = builders.parser(cfg).transform(files).observe(obs_parse, *_parse_metrics())
+    lines, _ = split_problems(parsed)
+    lines = builders.splitter(cfg).transform(lines)
+    lines = lines.observe(obs_labels, *_label_metrics(cfg))
+    featurizer = builders.featurizer(cfg)
+    windows = builders.windower(cfg).transform(featurizer.transform(lines))
+    windows = windows.observe(obs_windows, *[
+        F.sum(F.when(F.col("split") == s, 1).otherwise(0)).alias(s) for s in SPLITS])
+
+    (windows.write.mode("overwrite").partitionBy("split")
+     .option("parquet.block.size", str(cfg.windows.row_group_bytes))
+     .parquet(out_dir))
+
+    report = _parse_report(obs_parse.get, obs_files.get["files"])
+    label_counts = _label_counts(obs_labels.get, cfg)
+    window_counts = {s: int(obs_windows.get[s] or 0) for s in SPLITS
+                     if obs_windows.get[s]}
+    report["lines_in_splits"] = int(obs_labels.get["lines"] or 0)
+    report["problem_samples"] = []
+    if report["problems"]:
+        report["problem_samples"] = _write_problems(spark, cfg, paths, out_dir)
     manifest = {
         "windows_dir": out_dir,
         "splits": {s: os.path.join(out_dir, f"split={s}") for s in window_counts},
-        "labels": cfg.labels, "focal_labels": cfg.focal_labels,
+        "labels": list(cfg.labels), "focal_labels": list(cfg.focal_labels),
         "multi_label": cfg.multi_label,
-        "label_counts": counts, "window_counts": window_counts,
+        "label_counts": label_counts, "window_counts": window_counts,
         "features": {"vocab_size": cfg.features.vocab_size,
                      "max_tokens": cfg.features.max_tokens,
-                     "n_shape": feats.n_shape(),
-                     "shape_features": list(feats.enabled_shape_features())},
-        "window": {"size": cfg.windows.size, "stride": cfg.windows.stride},
+                     "n_shape": featurizer.n_shape(),
+                     "shape_features": list(featurizer.enabled_shape_features())},
+        "window": {"size": cfg.windows.size, "stride": cfg.windows.stride,
+                   "row_group_bytes": cfg.windows.row_group_bytes},
         "report": report,
     }
-    with open(os.path.join(out_dir, "_manifest.json"), "w") as fh:
+    with open(os.path.join(out_dir, MANIFEST), "w") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True)
-    logger.info("prepared %d lines (%d problems) into %s", report["lines_out"],
-                report["problems"], out_dir)
+    logger.info("prepared %d lines of %d files (%d problems) into %s", report["lines_out"],
+                report["files"], report["problems"], out_dir)
     return manifest
 
 
 def load_manifest(out_dir: str) -> dict:
-    path = os.path.join(out_dir, "_manifest.json")
+    """The manifest `prepare` wrote into `out_dir`."""
+    path = os.path.join(out_dir, MANIFEST)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no manifest; run `focalseq prepare` first")
     with open(path) as fh:
         return json.load(fh)
 
 
-def _parse_report(parsed) -> dict:
-    """Counts from one aggregation; lines in the files == lines_out + lines_dropped."""
-    row = parsed.agg(
-        F.sum(F.when(F.col("problem").isNull(), 1).otherwise(0)).alias("lines_out"),
-        F.sum(F.when(F.col("problem").isNotNull(), 1).otherwise(0)).alias("problems"),
-        F.sum(F.coalesce(F.col("lines_dropped"), F.lit(0))).alias("lines_dropped"),
-        F.countDistinct("doc_id").alias("documents")).first()
-    reason = F.regexp_extract(F.col("problem"), r"^([a-z_]+)", 1)
-    by_reason = {r["reason"]: int(r["count"]) for r in parsed.filter(
-        F.col("problem").isNotNull()).groupBy(reason.alias("reason")).count().collect()}
-    samples = [r.asDict() for r in parsed.filter(F.col("problem").isNotNull()).select(
-        "doc_id", "line_no", "problem", "lines_dropped").limit(MAX_PROBLEM_SAMPLES).collect()]
-    return {"lines_out": int(row["lines_out"] or 0), "problems": int(row["problems"] or 0),
+def _parse_metrics():
+    """Fixed-size aggregates over the parser's rows (lines and problems)."""
+    is_line = F.col("problem").isNull()
+    code = problem_code(F.col("problem"))
+
+    def count(cond):
+        return F.sum(F.when(cond, 1).otherwise(0))
+
+    return [count(is_line).alias("lines_out"),
+            count(~is_line).alias("problems"),
+            F.sum(F.coalesce(F.col("lines_dropped"), F.lit(0))).alias("lines_dropped"),
+            count(is_line & (F.col("line_idx") == 0)).alias("documents"),
+            count(~is_line & ~code.isin(*PROBLEM_CODES)).alias("problem_other"),
+            *[count(~is_line & (code == c)).alias(f"problem_{c}") for c in PROBLEM_CODES]]
+
+
+def _parse_report(row: dict, n_files: int) -> dict:
+    """Lines in the readable files == lines_out + lines_dropped."""
+    by_reason = {c: int(row[f"problem_{c}"] or 0) for c in PROBLEM_CODES + ("other",)}
+    return {"files": int(n_files or 0), "documents": int(row["documents"] or 0),
+            "lines_out": int(row["lines_out"] or 0), "problems": int(row["problems"] or 0),
             "lines_dropped": int(row["lines_dropped"] or 0),
-            "documents": int(row["documents"] or 0),
-            "problems_by_reason": by_reason, "problem_samples": samples}
+            "problems_by_reason": {c: n for c, n in by_reason.items() if n}}
 
 
-def _label_counts(lines, cfg: Config) -> dict:
-    """{split: {label: lines}} in one distributed pass."""
-    label = F.explode(F.split("label", r"\|")) if cfg.multi_label else F.col("label")
-    rows = lines.select("split", label.alias("label")).groupBy("split", "label").count().collect()
+def _label_metrics(cfg: Config):
+    """One count per (split, label): a small fixed set of sums, not a collect."""
+    if cfg.multi_label:
+        parts = F.split(F.col("label"), r"\|")
+
+        def has(label):
+            return F.array_contains(parts, label)
+    else:
+        def has(label):
+            return F.col("label") == label
+    return [F.count(F.lit(1)).alias("lines")] + [
+        F.sum(F.when((F.col("split") == s) & has(lab), 1).otherwise(0)).alias(f"{s}_{j}")
+        for s in SPLITS for j, lab in enumerate(cfg.labels)]
+
+
+def _label_counts(row: dict, cfg: Config) -> dict:
+    """{split: {label: lines}} for the splits that have lines."""
     counts = {}
-    for r in rows:
-        counts.setdefault(r["split"], {lab: 0 for lab in cfg.labels})[r["label"]] = int(r["count"])
+    for s in SPLITS:
+        per_label = {lab: int(row[f"{s}_{j}"] or 0) for j, lab in enumerate(cfg.labels)}
+        if any(per_label.values()):
+            counts[s] = per_label
     return counts
+
+
+def _write_problems(spark, cfg: Config, paths, out_dir: str) -> list:
+    """Writes every problem record to _problems; returns a bounded sample of them."""
+    files = list_files(spark, paths, recursive=cfg.data.recursive)
+    _, problems = split_problems(builders.parser(cfg).transform(files))
+    path = os.path.join(out_dir, PROBLEMS_DIR)
+    problems.write.mode("overwrite").parquet(path)
+    return [r.asDict() for r in spark.read.parquet(path).orderBy("doc_id", "line_no")
+            .limit(MAX_PROBLEM_SAMPLES).collect()]

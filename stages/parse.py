@@ -1,11 +1,23 @@
 """Files -> lines: list annotated files with Spark and parse them on the executors.
 
-`list_files` turns paths or globs on any filesystem Spark reads into a DataFrame of
-file paths (Spark lists; no file content touches the driver). `YeddaParser` reads and
-parses each file inside the executors and emits one row per non-empty line, plus one
-row per problem found (malformed span, undecodable bytes, unreadable or empty file).
-Problem rows carry `problem` (non-null) and `lines_dropped`; `split_problems` separates
-them, so that lines in the files == lines out + lines reported.
+`list_files` turns paths or globs on any filesystem Spark lists (local, HDFS, S3, DBFS)
+into a DataFrame of file paths, spread round-robin over partitions; no file content
+touches the driver. `YeddaParser` reads and parses each file inside the executors and
+emits one row per non-empty physical line, plus one row per problem found. Problem rows
+have `problem` set ("<code>: <message>") and `line_no` where the fault shows;
+`split_problems` separates them. Nothing is lost silently:
+
+    non-empty lines in the readable files == line rows + sum(lines_dropped)
+
+A line that holds only markup (``[@`` alone, ``#Table*]`` alone) is a non-empty line of
+the file, so it is kept, with ``text == ""`` and the label its markup belongs to.
+
+Problem codes: those of :mod:`focalseq.text.yedda` (``unterminated_span``,
+``missing_close``, ``empty_label``, ``bad_label``, ``nested_span``, ``stray_close``,
+``empty_file``), plus ``unreadable_file`` (line 0: the file vanished after listing, is
+a directory, a broken link, or reading failed; the job goes on without it) and
+``invalid_utf8`` (at the line of the first bad byte sequence; the file is decoded with
+U+FFFD replacements and parsed as usual).
 """
 import json
 import logging
@@ -35,13 +47,31 @@ LINE_SCHEMA = T.StructType([
 ])
 
 FORMATS = ("yedda", "plain")
+UNREADABLE = "unreadable_file"
+INVALID_UTF8 = "invalid_utf8"
+PROBLEM_CODES = ("unterminated_span", "missing_close", "empty_label", "bad_label",
+                 "nested_span", "stray_close", "empty_file", UNREADABLE, INVALID_UTF8)
 
 
-def list_files(spark: SparkSession, paths, recursive: bool = False) -> DataFrame:
-    """Lists files matching `paths` (a path, a glob, or a list of them) as a `path` column.
+def list_files(spark: SparkSession, paths, recursive: bool = False,
+               num_partitions: int = None) -> DataFrame:
+    """Lists the files matching `paths` as a DataFrame with one `path` column.
 
-    Uses Spark's own file listing (local, HDFS, S3, DBFS, ...); the content column of
-    the binaryFile source is pruned, so nothing is read here.
+    Spark's own file listing is used, so every filesystem Spark reads works, and, as in
+    Spark, names starting with "_" or "." are skipped and a directory stands for the
+    files in it. Only the listing happens here (no file is opened), so a file removed
+    afterwards shows up later as an ``unreadable_file`` problem, not a failed job.
+
+    Args:
+        spark: the session.
+        paths: a path or glob, or a list of them.
+        recursive: also list files in subdirectories of directories.
+        num_partitions: partitions of the result; default ``min(files, 4 x default
+            parallelism)``. Files are dealt round-robin in path order, so big files
+            that sit together (whole volumes) land in different partitions.
+
+    Raises:
+        ValueError: no paths, or a path or glob that matches nothing.
     """
     if isinstance(paths, str):
         paths = [paths]
@@ -52,10 +82,33 @@ def list_files(spark: SparkSession, paths, recursive: bool = False) -> DataFrame
     if recursive:
         reader = reader.option("recursiveFileLookup", "true")
     try:
-        df = reader.load(paths)
+        files = sorted(_hadoop_path(uri) for uri in reader.load(paths).inputFiles())
     except Exception as exc:  # AnalysisException has no stable import path across versions
         raise ValueError(f"paths: cannot list {paths}: {exc}") from exc
-    return df.select("path")
+    if not files:
+        raise ValueError(f"paths: {paths} matched no files")
+    sc = spark.sparkContext
+    n = num_partitions or min(len(files), 4 * sc.defaultParallelism)
+    if n < 1:
+        raise ValueError(f"num_partitions: must be >= 1, got {num_partitions}")
+    n = min(n, len(files))
+    groups = [files[i::n] for i in range(n)]
+    rdd = sc.parallelize(groups, n).flatMap(lambda group: [(p,) for p in group])
+    return spark.createDataFrame(rdd, T.StructType([T.StructField("path", T.StringType(),
+                                                                  False)]))
+
+
+def _hadoop_path(uri: str) -> str:
+    """'file:///a%20b' -> 'file:/a b': the form of Spark's `path` columns."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    if not parts.scheme:
+        return path
+    if not parts.netloc:
+        return f"{parts.scheme}:{path}"
+    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 class _YeddaParserParams(Params):
@@ -105,10 +158,16 @@ class _YeddaParserParams(Params):
 class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, DefaultParamsWritable):
     """Parses YEDDA-annotated (`[@text#Label*]`) or plain files into one row per line.
 
+    Output columns: `LINE_SCHEMA`. `label` is the raw label mapped by `labelMap`, then
+    `keepLabels`/`defaultLabel` (text outside spans gets `defaultLabel`); with format
+    "plain" `label` and `raw_label` are null. Rows of one file are contiguous, in line
+    order, in one partition (`Windower` relies on it).
+
     >>> parser = YeddaParser(keepLabels=["Nomenclature", "Description"])
-    >>> lines = parser.transform(list_files(spark, "corpus/*.ann"))  # doctest: +SKIP
-    >>> parser.save("/tmp/parser"); YeddaParser.load("/tmp/parser").getKeepLabels()  # doctest: +SKIP
+    >>> parser.save(path); YeddaParser.load(path).getKeepLabels()  # doctest: +SKIP
     ['Nomenclature', 'Description']
+    >>> lines, problems = split_problems(parser.transform(list_files(spark, "vol*/*.ann")))
+    ... # doctest: +SKIP
     """
 
     @keyword_only
@@ -121,6 +180,7 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
     @keyword_only
     def setParams(self, *, pathCol="path", format="yedda", keepLabels=None,
                   defaultLabel="Misc-exposition", labelMap=None, strict=False):
+        """Sets params by keyword (labelMap as a dict or a JSON string); returns self."""
         kwargs = dict(self._input_kwargs)
         if kwargs.get("labelMap") is not None and not isinstance(kwargs["labelMap"], str):
             kwargs["labelMap"] = json.dumps(kwargs["labelMap"], sort_keys=True)
@@ -129,9 +189,19 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
         self._validate()
         return self
 
+    def setStrict(self, value):
+        return self._set(strict=value)
+
+    def setFormat(self, value):
+        self._set(format=value)
+        self._validate()
+        return self
+
     def _validate(self):
         if self.getFormat() not in FORMATS:
             raise ValueError(f"format: {self.getFormat()!r} is not one of {FORMATS}")
+        if not self.getDefaultLabel():
+            raise ValueError("defaultLabel: must be a non-empty label, got ''")
         try:
             mapping = self.getLabelMap()
         except json.JSONDecodeError as exc:
@@ -143,31 +213,44 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self._validate()
+        if self.getPathCol() not in dataset.columns:
+            raise ValueError(f"pathCol: input has no column {self.getPathCol()!r}; columns "
+                             f"are {dataset.columns} (list_files makes a 'path' column)")
+        batch = int(dataset.sparkSession.conf.get(
+            "spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
         spec = {
-            "path_col": self.getPathCol(),
             "format": self.getFormat(),
             "label_map": {"keep": self.getKeepLabels() or None,
                           "default": self.getDefaultLabel(),
                           "explicit": self.getLabelMap() or None},
             "strict": self.getStrict(),
+            "batch_lines": batch if batch > 0 else 10000,
         }
-        paths = dataset.select(F.col(spec["path_col"]).alias("path"))
-        return paths.mapInPandas(lambda frames: _parse_partition(frames, spec),
-                                 schema=LINE_SCHEMA)
+        paths = dataset.select(F.col(self.getPathCol()).cast("string").alias("path"))
+        return paths.mapInArrow(lambda batches: _parse_partition(batches, spec),
+                                schema=LINE_SCHEMA)
 
 
 def split_problems(parsed: DataFrame):
-    """Returns (lines, problems) from a YeddaParser output."""
+    """Returns (lines, problems) from a YeddaParser output, both lazy."""
     lines = parsed.filter(F.col("problem").isNull()).drop("problem", "lines_dropped")
     problems = parsed.filter(F.col("problem").isNotNull()).select(
         "doc_id", "line_no", "problem", "lines_dropped")
     return lines, problems
 
 
-def _read_bytes(path: str) -> bytes:
-    import fsspec
+def problem_code(problem):
+    """Column expression: the stable code of a `problem` column value."""
+    return F.regexp_extract(problem, r"^([a-z_0-9]+)", 1)
 
+
+# -- the executor side ---------------------------------------------------------------
+
+def _read_bytes(path: str) -> bytes:
+    """Reads a whole file; local and DBFS-fuse paths directly, any other URL via fsspec."""
     local = path[len("file:"):] if path.startswith("file:") else None
+    if local is None and "://" not in path and not path.startswith("dbfs:"):
+        local = path
     if local is not None:
         while local.startswith("//"):
             local = local[1:]
@@ -176,51 +259,136 @@ def _read_bytes(path: str) -> bytes:
     if path.startswith("dbfs:/"):
         with open("/dbfs/" + path[len("dbfs:/"):].lstrip("/"), "rb") as fh:
             return fh.read()
+    import fsspec
+
     with fsspec.open(path, "rb") as fh:
         return fh.read()
 
 
-def _parse_partition(frames, spec):
-    """mapInPandas body: reads and parses every file of the partition on the executor."""
-    import pandas as pd
+def _first_bad_line(data: bytes) -> int:
+    """1-based line (after BOM removal and CR/CRLF -> LF) of the first non-UTF-8 bytes."""
+    from focalseq.text.yedda import decode_bytes
 
-    from focalseq.text.yedda import (AnnotationError, LabelMap, decode_bytes, parse_plain,
-                                     parse_yedda)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        data.decode("utf-8")
+        return 1
+    except UnicodeDecodeError as exc:
+        text, _ = decode_bytes(data[:exc.start])
+        return text.count("\n") + 1
 
-    label_map = LabelMap(**spec["label_map"])
-    columns = [f.name for f in LINE_SCHEMA.fields]
-    for frame in frames:
-        for path in frame["path"]:
-            rows = []
+
+class _Batch:
+    """Column lists of LINE_SCHEMA, flushed as one Arrow record batch."""
+
+    def __init__(self):
+        self.cols = {f.name: [] for f in LINE_SCHEMA.fields}
+        self.n = 0
+
+    def problem(self, path, line_no, reason, dropped=0):
+        c = self.cols
+        for name, value in (("doc_id", path), ("line_no", line_no), ("problem", reason),
+                            ("lines_dropped", dropped)):
+            c[name].append(value)
+        for name in ("line_idx", "n_lines", "text", "label", "raw_label", "blank_before",
+                     "indent"):
+            c[name].append(None)
+        self.n += 1
+
+    def lines(self, path, lines, labels):
+        c = self.cols
+        n = len(lines)
+        c["doc_id"].extend([path] * n)
+        c["line_no"].extend([x.line_no for x in lines])
+        c["line_idx"].extend(range(n))
+        c["n_lines"].extend([n] * n)
+        c["text"].extend([x.text for x in lines])
+        c["label"].extend(labels)
+        c["raw_label"].extend([x.label for x in lines])
+        c["blank_before"].extend([x.blank_before for x in lines])
+        c["indent"].extend([x.indent for x in lines])
+        c["problem"].extend([None] * n)
+        c["lines_dropped"].extend([None] * n)
+        self.n += n
+
+    def record_batch(self):
+        import pyarrow as pa
+
+        schema = _arrow_schema()
+        return pa.RecordBatch.from_arrays(
+            [pa.array(self.cols[f.name], type=f.type) for f in schema], schema=schema)
+
+
+def _arrow_schema():
+    import pyarrow as pa
+
+    kinds = {"StringType()": pa.string(), "IntegerType()": pa.int32(),
+             "BooleanType()": pa.bool_()}
+    return pa.schema([pa.field(f.name, kinds[str(f.dataType)], f.nullable)
+                      for f in LINE_SCHEMA.fields])
+
+
+def _parse_partition(batches, spec):
+    """mapInArrow body: reads and parses every file of the partition on the executor."""
+    from focalseq.text.yedda import AnnotationError, LabelMap, decode_bytes, parse_plain, \
+        parse_yedda
+
+    label_map = _LabelMemo(LabelMap(**spec["label_map"]))
+    plain = spec["format"] == "plain"
+    strict = spec["strict"]
+    out = _Batch()
+    for batch in batches:
+        for path in batch.column(0).to_pylist():
+            if path is None:
+                continue
             try:
                 data = _read_bytes(path)
-            except OSError as exc:
-                if spec["strict"]:
-                    raise AnnotationError(f"{path}: unreadable file: {exc}") from exc
-                rows.append(_problem_row(path, 0, f"unreadable: {exc}", 0))
-                yield pd.DataFrame(rows, columns=columns)
+            except (OSError, ValueError) as exc:  # fsspec raises ValueError on bad URLs
+                reason = f"{UNREADABLE}: {type(exc).__name__}: {exc}"
+                if strict:
+                    raise AnnotationError(f"{path}: line 0: {reason}") from exc
+                out.problem(path, 0, reason)
                 continue
             text, n_replaced = decode_bytes(data)
             if n_replaced:
-                reason = (f"decoding: {n_replaced} byte sequence(s) were not UTF-8 and were "
-                          "replaced with U+FFFD")
-                if spec["strict"]:
-                    raise AnnotationError(f"{path}: {reason}")
-                rows.append(_problem_row(path, 0, reason, 0))
-            if spec["format"] == "plain":
-                lines, problems = parse_plain(text, path), []
+                line_no = _first_bad_line(data)
+                reason = (f"{INVALID_UTF8}: {n_replaced} byte sequence(s) are not UTF-8 "
+                          f"(first at line {line_no}); replaced with U+FFFD")
+                if strict:
+                    raise AnnotationError(f"{path}: line {line_no}: {reason}")
+                out.problem(path, line_no, reason)
+            if plain:
+                lines = parse_plain(text, path)
+                problems = [] if lines else _empty_file(path)
+                if strict and problems:
+                    raise AnnotationError(str(problems[0]), problems[0])
             else:
-                lines, problems = parse_yedda(text, path, strict=spec["strict"])
+                lines, problems = parse_yedda(text, path, strict=strict)
             for p in problems:
-                rows.append(_problem_row(path, p.line_no, p.reason, p.lines_dropped))
-            n = len(lines)
-            for idx, line in enumerate(lines):
-                label = None if spec["format"] == "plain" else label_map.map(line.label)
-                rows.append((path, line.line_no, idx, n, line.text, label, line.label,
-                             line.blank_before, line.indent, None, 0))
-            yield pd.DataFrame(rows, columns=columns).astype(
-                {"line_no": "int32", "lines_dropped": "int32"})
+                out.problem(path, p.line_no, p.reason, p.lines_dropped)
+            labels = [None] * len(lines) if plain else [label_map[x.label] for x in lines]
+            out.lines(path, lines, labels)
+            if out.n >= spec["batch_lines"]:
+                yield out.record_batch()
+                out = _Batch()
+    if out.n:
+        yield out.record_batch()
 
 
-def _problem_row(path, line_no, reason, dropped):
-    return (path, line_no, None, None, None, None, None, None, None, reason, dropped)
+class _LabelMemo(dict):
+    """raw label -> mapped label, computed once per distinct raw label."""
+
+    def __init__(self, label_map):
+        super().__init__()
+        self.label_map = label_map
+
+    def __missing__(self, raw):
+        value = self[raw] = self.label_map.map(raw)
+        return value
+
+
+def _empty_file(path):
+    from focalseq.text.yedda import Problem
+
+    return [Problem(path, 1, "empty_file: no non-empty line", 0)]

@@ -96,7 +96,8 @@ class DocumentSplitter(Transformer, _DocumentSplitterParams, DefaultParamsReadab
                     F.when(cond, F.lit(split)).otherwise(expr)
             return dataset.withColumn("split", expr).filter(F.col("split").isNotNull())
         # A uniform number in [0, 1) from a seeded 64-bit hash of the document id.
-        u = (F.abs(F.xxhash64(F.col("doc_id"), F.lit(self.getSeed()))) % F.lit(1_000_000)) \
+        # abs after %, not before: abs(Long.MinValue) overflows (an error under ANSI).
+        u = F.abs(F.xxhash64(F.col("doc_id"), F.lit(self.getSeed())) % F.lit(1_000_000)) \
             / F.lit(1_000_000.0)
         fractions = self.getFractions()
         expr, edge = None, 0.0

@@ -1,103 +1,161 @@
 """Features -> windows: fixed-size runs of a document's lines, padded and masked.
 
-A window never crosses documents. Each window row keeps `doc_id` and `start` (the
-line_idx of its first line) so predictions map back to their lines. Array columns are
-flat and fixed-length (petastorm reads them as dense tensors); their shapes travel as
-column metadata under the key "focalseq", which survives Parquet round trips:
+A window never crosses documents. Each window row keeps `doc_id` (and `split` when
+present) and `start`, the line_idx of its first line, so that line ``start + i`` of the
+document is row i of the window for ``i < n_valid``. Array columns are flat and
+fixed-length (petastorm reads them as dense tensors); their shapes travel as column
+metadata under the key "focalseq", which survives Parquet round trips:
 
     token_ids  int   window * max_tokens
     shape      float window * n_shape
-    y          float window * n_labels   (one-hot, or multi-hot; zeros for padding)
+    y          float window * n_labels   (one-hot, or multi-hot; zeros for padding and
+                                          for lines without a label)
     mask       float window              (1 real line, 0 padding)
-"""
-import json
 
+Window starts follow :func:`focalseq.text.windows.window_starts`.
+
+Input order: `YeddaParser` emits each document's lines contiguously, in line order,
+within one partition, and `LineFeaturizer`, `DocumentSplitter` and filters keep that.
+With ``inputOrder="grouped"`` (the default) windows are built in that same pass, with
+no shuffle; every document is checked to be complete (line_idx 0 .. n_lines - 1 in
+order) and a document split across partitions fails the task naming it. With
+``inputOrder="any"`` lines are first grouped by document with a shuffle.
+"""
+import logging
+
+import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Transformer
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from focalseq.stages._params import HasLabels, HasMultiLabel, HasWindow
 
+logger = logging.getLogger(__name__)
+
 META_KEY = "focalseq"
+INPUT_ORDERS = ("grouped", "any")
+ARRAY_COLUMNS = ("token_ids", "shape", "y", "mask")
 
 
 class _WindowerParams(HasLabels, HasWindow, HasMultiLabel):
     labelSeparator = Param(Params._dummy(), "labelSeparator",
                            "separator of label sets in multi-label mode",
                            typeConverter=TypeConverters.toString)
+    inputOrder = Param(Params._dummy(), "inputOrder",
+                       f"one of {INPUT_ORDERS}: 'grouped' windows each partition in place "
+                       "(each document's lines contiguous and in order, as YeddaParser "
+                       "emits them; checked), 'any' groups lines by document with a shuffle",
+                       typeConverter=TypeConverters.toString)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(labels=[], windowSize=32, stride=16, multiLabel=False,
-                         labelSeparator="|")
+                         labelSeparator="|", inputOrder="grouped")
+
+    def getLabelSeparator(self):
+        return self.getOrDefault(self.labelSeparator)
+
+    def getInputOrder(self):
+        return self.getOrDefault(self.inputOrder)
 
 
 class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParamsWritable):
     """Groups each document's featurized lines into windows with a padding mask.
 
-    >>> Windower(labels=["Nomenclature", "Description", "Misc-exposition"],
-    ...          windowSize=32, stride=16)  # doctest: +SKIP
+    Input: lines with `doc_id`, `line_idx`, `n_lines`, `label`, `token_ids`, `shape`
+    (YeddaParser + LineFeaturizer) and optionally `split`. Rows with a non-null
+    `problem` (parser problem records) are ignored. Labels must be among `labels`
+    (null gives an all-zero target, as for prediction input).
+
+    >>> w = Windower(labels=["Nomenclature", "Description", "Misc-exposition"],
+    ...              windowSize=32, stride=16)
+    >>> w.save(path); Windower.load(path).getStride()  # doctest: +SKIP
+    16
+    >>> windows = w.transform(featurized_lines)  # doctest: +SKIP
     """
 
     @keyword_only
     def __init__(self, *, labels=None, windowSize=32, stride=16, multiLabel=False,
-                 labelSeparator="|"):
+                 labelSeparator="|", inputOrder="grouped"):
         super().__init__()
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(self, *, labels=None, windowSize=32, stride=16, multiLabel=False,
-                  labelSeparator="|"):
+                  labelSeparator="|", inputOrder="grouped"):
+        """Sets params by keyword; returns self."""
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+        if self.getInputOrder() not in INPUT_ORDERS:
+            raise ValueError(f"inputOrder: {self.getInputOrder()!r} is not one of "
+                             f"{INPUT_ORDERS}")
         return self
+
+    def setInputOrder(self, value):
+        return self.setParams(inputOrder=value)
 
     def _validate(self):
         from focalseq.text.windows import window_starts
 
-        if not self.getLabels():
+        labels = self.getLabels()
+        if not labels:
             raise ValueError("labels: Windower needs the ordered list of labels, got []")
-        if len(set(self.getLabels())) != len(self.getLabels()):
-            raise ValueError(f"labels: duplicates in {self.getLabels()}")
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels: duplicates in {labels}")
+        if self.getMultiLabel() and any(self.getLabelSeparator() in lab for lab in labels):
+            raise ValueError(f"labels: {labels} contain the separator "
+                             f"{self.getLabelSeparator()!r}")
         window_starts(1, self.getWindowSize(), self.getStride())  # validates the sizes
+        if self.getInputOrder() not in INPUT_ORDERS:
+            raise ValueError(f"inputOrder: {self.getInputOrder()!r} is not one of "
+                             f"{INPUT_ORDERS}")
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self._validate()
         fields = {f.name: f for f in dataset.schema.fields}
-        for col in ("doc_id", "line_idx", "label", "token_ids", "shape"):
-            if col not in fields:
-                raise ValueError(f"Windower: input column {col!r} is missing; it needs the "
-                                 "output of YeddaParser + LineFeaturizer")
-        first = dataset.select("token_ids", "shape").first()
-        if first is None:
-            raise ValueError("Windower: the input DataFrame has no lines")
-        max_tokens, n_shape = len(first["token_ids"]), len(first["shape"])
+        needed = ["doc_id", "line_idx", "label", "token_ids", "shape"]
+        if self.getInputOrder() == "grouped":
+            needed.append("n_lines")
+        missing = [c for c in needed if c not in fields]
+        if missing:
+            raise ValueError(f"Windower: input column(s) {missing} missing; it needs the "
+                             "output of YeddaParser + LineFeaturizer")
+        if "problem" in fields:
+            dataset = dataset.filter(F.col("problem").isNull())
+        max_tokens, n_shape = _feature_dims(dataset)
         keys = ["doc_id"] + (["split"] if "split" in fields else [])
         spec = {"labels": self.getLabels(), "window": self.getWindowSize(),
                 "stride": self.getStride(), "multi_label": self.getMultiLabel(),
-                "sep": self.getOrDefault(self.labelSeparator), "keys": keys,
+                "sep": self.getLabelSeparator(), "keys": keys,
                 "max_tokens": max_tokens, "n_shape": n_shape}
-        out_fields = [fields[k] for k in keys] + [
+        out_schema = T.StructType([fields[k] for k in keys] + [
             T.StructField("start", T.IntegerType(), False),
             T.StructField("n_valid", T.IntegerType(), False),
             T.StructField("token_ids", T.ArrayType(T.IntegerType(), False), False),
             T.StructField("shape", T.ArrayType(T.FloatType(), False), False),
             T.StructField("y", T.ArrayType(T.FloatType(), False), False),
             T.StructField("mask", T.ArrayType(T.FloatType(), False), False),
-        ]
-        cols = keys + ["line_idx", "label", "token_ids", "shape"]
-        windows = dataset.select(*cols).groupBy(*keys).applyInPandas(
-            lambda pdf: _windows_of_document(pdf, spec), schema=T.StructType(out_fields))
+        ])
+        if self.getInputOrder() == "grouped":
+            cols = keys + ["line_idx", "n_lines", "label", "token_ids", "shape"]
+            windows = dataset.select(*cols).mapInArrow(
+                lambda batches: _windows_in_order(batches, spec), schema=out_schema)
+        else:
+            cols = keys + ["line_idx", "label", "token_ids", "shape"]
+            windows = dataset.select(*cols).groupBy(*keys).applyInArrow(
+                lambda table: _windows_of_group(table, spec), schema=out_schema)
         meta = window_metadata(self.getLabels(), self.getWindowSize(), self.getStride(),
                                max_tokens, n_shape, self.getMultiLabel())
-        for col in ("token_ids", "shape", "y", "mask"):
+        for col in ARRAY_COLUMNS:
             windows = windows.withMetadata(col, {META_KEY: meta})
         return windows
 
 
 def window_metadata(labels, window, stride, max_tokens, n_shape, multi_label) -> dict:
+    """The dimensions stored on the window array columns."""
     return {"labels": list(labels), "window": int(window), "stride": int(stride),
             "max_tokens": int(max_tokens), "n_shape": int(n_shape),
             "multi_label": bool(multi_label)}
@@ -112,46 +170,165 @@ def read_window_metadata(df: DataFrame) -> dict:
     return meta
 
 
-def _windows_of_document(pdf, spec):
-    import numpy as np
-    import pandas as pd
+def _feature_dims(dataset: DataFrame):
+    """(max_tokens, n_shape) from LineFeaturizer's column metadata, else from a row."""
+    from focalseq.stages.features import read_feature_metadata
+
+    meta = read_feature_metadata(dataset)
+    if meta is not None:
+        return int(meta["max_tokens"]), int(meta["n_shape"])
+    first = dataset.select("token_ids", "shape").first()
+    if first is None:
+        raise ValueError("Windower: the input has no lines and no LineFeaturizer metadata "
+                         "to size the windows")
+    return len(first["token_ids"]), len(first["shape"])
+
+
+# -- the executor side ---------------------------------------------------------------
+
+def _windows_in_order(batches, spec):
+    """mapInArrow body: windows of documents whose lines arrive contiguous and in order.
+
+    A document may span Arrow batches; its rows wait in `pending` until the next
+    document starts or the partition ends.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pending = []
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        doc = batch.column(0)
+        # Positions where doc_id changes: runs of one document.
+        change = np.flatnonzero(pc.not_equal(doc.slice(1), doc.slice(0, len(doc) - 1))
+                                .to_numpy(zero_copy_only=False)) + 1
+        if pending and pending[-1].column(0)[-1].as_py() != doc[0].as_py():
+            yield from _emit(pa.Table.from_batches(pending), spec)
+            pending = []
+        if len(change) == 0:
+            pending.append(batch)
+            continue
+        head = batch.slice(0, int(change[-1]))
+        pending.append(head)
+        yield from _emit(pa.Table.from_batches(pending), spec)
+        pending = [batch.slice(int(change[-1]))]
+    if pending:
+        yield from _emit(pa.Table.from_batches(pending), spec)
+
+
+def _emit(table, spec):
+    if table.num_rows:
+        yield _window_batch(table, spec, check_complete=True)
+
+
+def _windows_of_group(table, spec):
+    """applyInArrow body: one document's lines in any order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    order = pc.sort_indices(table, sort_keys=[("line_idx", "ascending")])
+    return pa.Table.from_batches([_window_batch(table.take(order), spec,
+                                                check_complete=False)])
+
+
+def _runs(doc_ids: np.ndarray):
+    """(starts, lengths) of runs of equal values."""
+    n = len(doc_ids)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    change = np.flatnonzero(doc_ids[1:] != doc_ids[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    return starts, np.diff(np.concatenate([starts, [n]]))
+
+
+def _window_batch(table, spec, check_complete: bool):
+    """Windows of the documents in `table` (each document's rows contiguous, in order)."""
+    import pyarrow as pa
 
     from focalseq.text.windows import window_starts
 
-    pdf = pdf.sort_values("line_idx")
-    n = len(pdf)
-    W, K, F, labels = spec["window"], spec["max_tokens"], spec["n_shape"], spec["labels"]
-    L = len(labels)
-    index = {lab: i for i, lab in enumerate(labels)}
-    tokens = np.zeros((n + W, K), dtype=np.int32)
-    shapes = np.zeros((n + W, F), dtype=np.float32)
-    y = np.zeros((n + W, L), dtype=np.float32)
+    W, K, F_, S = spec["window"], spec["max_tokens"], spec["n_shape"], spec["stride"]
+    n = table.num_rows
+    table = pa.RecordBatch.from_arrays(
+        [c.combine_chunks() for c in table.columns], names=table.column_names)
+    doc_col = table.column("doc_id")
+    doc_ids = doc_col.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    line_idx = table.column("line_idx").to_numpy(zero_copy_only=False)
+    run_start, run_len = _runs(doc_ids)
+    expected = (table.column("n_lines").to_numpy(zero_copy_only=False)[run_start]
+                if check_complete else run_len)
+    within = np.arange(n) - np.repeat(run_start, run_len)
+    bad = (line_idx != within) | np.repeat(run_len != expected, run_len)
+    if bad.any():
+        r = int(np.searchsorted(run_start, np.flatnonzero(bad)[0], side="right") - 1)
+        raise ValueError(
+            f"Windower: document {doc_col[int(run_start[r])].as_py()!r} has {int(run_len[r])} contiguous "
+            f"lines here but expects {int(expected[r])} with line_idx 0, 1, ...; its lines "
+            "are not all together and in order (use inputOrder='any' for such input, "
+            "and do not drop lines of a document before windowing)")
+    tokens = _dense(table.column("token_ids"), K, np.int32, n)
+    shapes = _dense(table.column("shape"), F_, np.float32, n)
+    y = _targets(table.column("label"), spec, n)
+
+    # Global row index of every window position; row n is an all-zero padding row.
+    starts_of_doc = [window_starts(int(m), W, S) for m in run_len]
+    n_win = np.fromiter(map(len, starts_of_doc), dtype=np.int64, count=len(run_len))
+    win_doc = np.repeat(np.arange(len(run_len)), n_win)
+    win_start = np.fromiter((s for ss in starts_of_doc for s in ss), dtype=np.int64,
+                            count=int(n_win.sum()))
+    offset = np.arange(W)
+    pos = win_start[:, None] + offset[None, :]
+    valid = pos < run_len[win_doc][:, None]
+    rows = np.where(valid, run_start[win_doc][:, None] + pos, n)
+    m = len(win_start)
+
+    def flat_list(values, width):
+        flat = pa.array(values[rows].reshape(-1))
+        offsets = np.arange(0, m * width * W + 1, width * W, dtype=np.int32)
+        # Spark's array<... not null> is a list of non-null "element"s.
+        kind = pa.list_(pa.field("element", flat.type, nullable=False))
+        return pa.ListArray.from_arrays(pa.array(offsets), flat, type=kind)
+
+    first_rows = pa.array(run_start[win_doc])
+    columns = [table.column(k).take(first_rows) for k in spec["keys"]]
+    columns += [pa.array(win_start.astype(np.int32)),
+                pa.array(valid.sum(axis=1).astype(np.int32)),
+                flat_list(tokens, K), flat_list(shapes, F_), flat_list(y, len(spec["labels"])),
+                flat_list(np.concatenate([np.ones(n, np.float32), np.zeros(1, np.float32)]), 1)]
+    names = spec["keys"] + ["start", "n_valid", "token_ids", "shape", "y", "mask"]
+    return pa.RecordBatch.from_arrays(columns, names=names)
+
+
+def _dense(column, width, dtype, n):
+    """A list column of fixed `width` as an (n + 1, width) array; the extra row is 0."""
+    out = np.zeros((n + 1, width), dtype=dtype)
     if n:
-        tokens[:n] = np.stack(pdf["token_ids"].to_numpy())
-        shapes[:n] = np.stack(pdf["shape"].to_numpy())
-    for i, label in enumerate(pdf["label"]):
-        if label is None:
-            continue  # unlabeled text (prediction input): all-zero target
-        names = label.split(spec["sep"]) if spec["multi_label"] else [label]
-        for name in names:
-            j = index.get(name)
-            if j is None:
-                raise ValueError(f"{pdf['doc_id'].iloc[0]}: label {name!r} is not one of "
-                                 f"the model's labels {labels}; map it with the parser's "
-                                 "keepLabels/labelMap")
-            y[i, j] = 1.0
-    rows = {k: [] for k in ("start", "n_valid", "token_ids", "shape", "y", "mask")}
-    for start in window_starts(n, W, spec["stride"]) if n else []:
-        valid = min(W, n - start)
-        mask = np.zeros(W, dtype=np.float32)
-        mask[:valid] = 1.0
-        rows["start"].append(start)
-        rows["n_valid"].append(valid)
-        rows["token_ids"].append(tokens[start:start + W].ravel())
-        rows["shape"].append(shapes[start:start + W].ravel())
-        rows["y"].append(y[start:start + W].ravel())
-        rows["mask"].append(mask)
-    out = pd.DataFrame(rows)
-    for k in reversed(spec["keys"]):
-        out.insert(0, k, pdf[k].iloc[0] if n else None)
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        if len(values) != n * width:
+            raise ValueError(f"Windower: expected arrays of length {width} in every row "
+                             f"(from LineFeaturizer), got {len(values)} values for {n} rows")
+        out[:n] = values.reshape(n, width)
     return out
+
+
+def _targets(column, spec, n):
+    """(n + 1, n_labels) one-/multi-hot targets; null labels and the padding row are 0."""
+    labels = spec["labels"]
+    index = {lab: i for i, lab in enumerate(labels)}
+    y = np.zeros((n + 1, len(labels)), dtype=np.float32)
+    encoded = column.dictionary_encode()
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    rows_of = {}
+    for code, value in enumerate(encoded.dictionary.to_pylist()):
+        names = value.split(spec["sep"]) if spec["multi_label"] else [value]
+        unknown = [x for x in names if x not in index]
+        if unknown:
+            raise ValueError(f"Windower: label {unknown[0]!r} is not one of the labels "
+                             f"{labels}; map it with YeddaParser's keepLabels/labelMap")
+        rows_of[code] = [index[x] for x in names]
+    for code, cols in rows_of.items():
+        hit = np.flatnonzero(codes == code)
+        for j in cols:
+            y[hit, j] = 1.0
+    return y
