@@ -86,9 +86,13 @@ class EnsembleEstimator(Estimator, _EnsembleEstimatorParams, MLReadable, MLWrita
             est._set(**shared)
             if run_id:
                 est._set(runId=f"{run_id}-m{i:02d}")
+            unknown = sorted(k for k in overrides if not est.hasParam(k) or k == "runId")
+            if unknown:
+                raise ValueError(f"memberParams[{i}]: unknown BiLSTMEstimator param(s) "
+                                 f"{unknown}; valid: {sorted(shared)}")
             try:
-                est.setParams(**overrides)
-            except ValueError as exc:
+                est._set(**{k: v for k, v in overrides.items() if v is not None})
+            except (TypeError, ValueError) as exc:
                 raise ValueError(f"memberParams[{i}]: {exc}") from exc
             estimators.append(est)
         return estimators

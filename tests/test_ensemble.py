@@ -77,8 +77,10 @@ def member_probs(trained):
     """Each member's per-line probabilities, from the members' own transforms."""
     key = "ensemble_member_probs"
     if key not in trained:
-        trained[key] = [_by_line(_collect(m.transform(trained["windows"])))
-                        for m in trained["ensemble"].members]
+        first, second = trained["ensemble"].members
+        assert first is trained["model"]  # whose predictions the fixture caches
+        trained[key] = [_by_line(_collect(trained["predictions"])),
+                        _by_line(_collect(second.transform(trained["windows"])))]
     return trained[key]
 
 

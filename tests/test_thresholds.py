@@ -170,8 +170,7 @@ def test_invalid_settings_are_reported(single):
 @pytest.mark.slow
 @pytest.mark.horovod
 def test_tuned_bilstm_model_decides_like_the_threshold_model(trained):
-    model, windows = trained["model"], trained["windows"]
-    preds = model.transform(windows).cache()
+    model, windows, preds = trained["model"], trained["windows"], trained["predictions"]
     tuned = ThresholdTuner(labels=LABELS, focalLabels=["Nomenclature", "Description"]).fit(preds)
     report = json.loads(tuned.getTuningReport())
     assert report["after"]["focal_macro_f1"] >= report["before"]["focal_macro_f1"]
@@ -182,5 +181,4 @@ def test_tuned_bilstm_model_decides_like_the_threshold_model(trained):
     tuned_model = tuned.apply_to(model)
     direct = {(r["doc_id"], r["line_idx"]): r["prediction"]
               for r in tuned_model.transform(windows).collect()}
-    preds.unpersist()
     assert direct == rethresholded

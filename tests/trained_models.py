@@ -42,13 +42,15 @@ def _train(spark, folder) -> dict:
     ensemble = estimator.fit(windows.filter(windows.split.isin("train", "validation")))
     model = ensemble.members[0]
     return {"cfg": cfg, "windows": windows, "estimator": estimator, "ensemble": ensemble,
-            "model": model, "pipeline": inference_pipeline(cfg, model), "files": files}
+            "model": model, "predictions": model.transform(windows).cache(),
+            "pipeline": inference_pipeline(cfg, model), "files": files}
 
 
 @pytest.fixture
 def trained(request, spark, tmp_path_factory) -> dict:
     """cfg, windows (cached DataFrame with a split column), estimator, ensemble, model
-    (its first member), pipeline (inference PipelineModel around model), files."""
+    (its first member), predictions (model over all windows, cached), pipeline (the
+    inference PipelineModel around model), files (the corpus)."""
     cached = request.config.stash.get(_KEY, None)
     if cached is None:
         cached = _train(spark, str(tmp_path_factory.mktemp("trained")))
