@@ -1,0 +1,431 @@
+"""BiLSTMEstimator/BiLSTMModel without Horovod: params, loss-config plumbing, the run
+store, checkpoint pieces, progress lines, MLflow logging, and the Model's overlap
+averaging checked against a plain Keras predict and a hand-written average."""
+import json
+import logging
+import math
+import os
+
+import numpy as np
+import pytest
+
+from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel, format_epoch
+
+LABELS = ["Nomenclature", "Description", "Misc-exposition"]
+W, K, F = 4, 3, 2
+
+
+# Params ---------------------------------------------------------------------------------
+
+
+def test_json_params_accept_dicts_and_store_json_strings():
+    est = BiLSTMEstimator(classWeights={"Nomenclature": 4}, lossConfig={"beta": 0.9},
+                          labelCounts={"Nomenclature": 1})
+    assert json.loads(est.getOrDefault("classWeights")) == {"Nomenclature": 4}
+    assert est.getClassWeights() == {"Nomenclature": 4}
+    assert est.getLossConfig() == {"beta": 0.9}
+    assert est.getLabelCounts() == {"Nomenclature": 1}
+    assert BiLSTMEstimator().getClassWeights() is None
+    assert BiLSTMEstimator().getLossConfig() == {}
+
+
+def test_setters_return_self_and_set_params():
+    est = BiLSTMEstimator()
+    assert est.setEpochs(7).setRunId("abc").setValidationFraction(0.2) is est
+    assert (est.getEpochs(), est.getRunId(), est.getValidationFraction()) == (7, "abc", 0.2)
+
+
+def test_unknown_constructor_argument_is_a_type_error():
+    with pytest.raises(TypeError, match="epoch"):
+        BiLSTMEstimator(epoch=3)
+
+
+def test_estimator_persistence_round_trip(spark, tmp_path):
+    est = BiLSTMEstimator(epochs=3, classWeights={"Description": 2.5}, weightStrategy="",
+                          loss="weighted_cross_entropy", focalLabels=["Nomenclature"],
+                          validationFraction=0.25, tokenDropout=0.1, skipConnection=True)
+    est.save(str(tmp_path / "est"))
+    loaded = BiLSTMEstimator.load(str(tmp_path / "est"))
+    for param in est.params:
+        assert loaded.getOrDefault(param.name) == est.getOrDefault(param), param.name
+    assert loaded.getClassWeights() == {"Description": 2.5}
+
+
+def test_class_weights_param_feeds_the_loss_config():
+    est = BiLSTMEstimator(loss="weighted_cross_entropy", classWeights={"Nomenclature": 5})
+    config = est.validate(LABELS)
+    # Labels left out get weight 1 (the losses' rule).
+    assert config["class_weights"] == {"Nomenclature": 5.0, "Description": 1.0,
+                                       "Misc-exposition": 1.0}
+    assert config["weight_strategy"] is None
+
+
+def test_weight_strategy_param_feeds_the_loss_config():
+    est = BiLSTMEstimator(loss="adaptive", weightStrategy="effective_number")
+    assert est.validate(LABELS)["weight_strategy"] == "effective_number"
+
+
+def test_class_weights_with_focal_labels_raise_the_losses_error():
+    est = BiLSTMEstimator(loss="soft_f1", focalLabels=["Nomenclature"],
+                          classWeights={"Nomenclature": 3})
+    with pytest.raises(ValueError, match="class_weights and focal_labels are mutually exclusive"):
+        est.validate(LABELS)
+    est = BiLSTMEstimator(loss="soft_f1", lossConfig={"focal_labels": ["Nomenclature"],
+                                                      "class_weights": {"Nomenclature": 3}})
+    with pytest.raises(ValueError, match="class_weights and focal_labels are mutually exclusive"):
+        est.validate(LABELS)
+
+
+def test_focal_labels_restrict_soft_f1_only():
+    assert BiLSTMEstimator(loss="soft_f1", focalLabels=["Description"]).validate(
+        LABELS)["focal_labels"] == ["Description"]
+    # Other losses use focal labels for early stopping and reports, not in the loss.
+    assert "focal_labels" not in BiLSTMEstimator(
+        loss="focal", focalLabels=["Description"]).validate(LABELS)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"classWeights": {"Nomenclature": 2}, "lossConfig": {"class_weights": {"Description": 2}},
+      "loss": "weighted_cross_entropy"}, "classWeights: lossConfig already sets class_weights"),
+    ({"weightStrategy": "bogus"}, "weightStrategy: 'bogus' is not one of"),
+    ({"classWeights": {"Nomenclature": 2}, "loss": "focal"}, "unknown parameter 'class_weights'"),
+    ({"encoder": "gru"}, "encoder: 'gru' is not one of"),
+    ({"optimizer": "adagrad"}, "optimizer: 'adagrad' is not one of"),
+    ({"dropout": 1.0}, r"dropout: must be in \[0, 1\), got 1.0"),
+    ({"validationFraction": -0.1}, r"validationFraction: must be in \[0, 1\)"),
+    ({"batchSize": 0}, "batchSize: must be >= 1, got 0"),
+    ({"learningRate": 0.0}, "learningRate: must be > 0, got 0.0"),
+    ({"threadsPerWorker": -1}, "threadsPerWorker: must be >= 0"),
+    ({"runId": "../elsewhere"}, "runId: '../elsewhere' must be"),
+    ({"focalLabels": ["Nomenklatur"]}, r"focalLabels: \['Nomenklatur'\] are not labels"),
+    ({"loss": "binary_focal"}, "multi-label"),
+    ({"classWeights": "[1, 2]"}, "classWeights: expected a JSON object"),
+])
+def test_invalid_params_raise_value_errors_that_quote_the_value(params, match):
+    with pytest.raises(ValueError, match=match):
+        BiLSTMEstimator(**params).validate(LABELS)
+
+
+# Hand-built windows ------------------------------------------------------------------
+
+
+def _windows(spark, docs, multi_label=False, split=True):
+    """Windows of W lines, stride 2, built by hand. `docs`: {doc_id: n_lines}.
+
+    Line i of a document has tokens [i+1, doc+1, 0], shape [i/10, 1] and label i % 3.
+    """
+    from pyspark.sql import types as T
+
+    from focalseq.stages.windows import META_KEY, window_metadata
+
+    rows = []
+    for d, (doc, n) in enumerate(sorted(docs.items())):
+        starts = list(range(0, max(n - W, 0) + 1, 2))
+        if starts[-1] + W < n:
+            starts.append(n - W)
+        for start in starts:
+            valid = min(W, n - start)
+            tokens, shape, y, mask = [], [], [], []
+            for t in range(W):
+                i = start + t
+                real = t < valid
+                tokens += [i + 1, d + 1, 0] if real else [0, 0, 0]
+                shape += [i / 10.0, 1.0] if real else [0.0, 0.0]
+                onehot = [0.0] * 3
+                if real:
+                    onehot[i % 3] = 1.0
+                    if multi_label and i % 2 == 0:
+                        onehot[(i + 1) % 3] = 1.0
+                y += onehot
+                mask.append(1.0 if real else 0.0)
+            rows.append((doc, "test" if d % 2 else "train", start, valid, tokens, shape, y,
+                         mask))
+    schema = T.StructType([
+        T.StructField("doc_id", T.StringType()), T.StructField("split", T.StringType()),
+        T.StructField("start", T.IntegerType()), T.StructField("n_valid", T.IntegerType()),
+        T.StructField("token_ids", T.ArrayType(T.IntegerType())),
+        T.StructField("shape", T.ArrayType(T.FloatType())),
+        T.StructField("y", T.ArrayType(T.FloatType())),
+        T.StructField("mask", T.ArrayType(T.FloatType()))])
+    df = spark.createDataFrame(rows, schema)
+    if not split:
+        df = df.drop("split")
+    meta = window_metadata(LABELS, W, 2, K, F, multi_label)
+    for col in ("token_ids", "shape", "y", "mask"):
+        df = df.withMetadata(col, {META_KEY: meta})
+    return df
+
+
+def _network_bytes(tmp_path, multi_label=False):
+    import tensorflow as tf
+
+    from focalseq.training.network import build_network
+
+    tf.keras.utils.set_random_seed(7)
+    net = build_network(W, K, F, 3, vocab_size=64, embedding_dim=8, hidden_size=8,
+                        multi_label=multi_label)
+    path = str(tmp_path / "net.keras")
+    net.save(path)
+    with open(path, "rb") as fh:
+        return net, fh.read()
+
+
+def _expected_lines(net, windows_pdf):
+    """{(doc, line_idx): mean probability over the windows covering the line}."""
+    sums, counts = {}, {}
+    for row in windows_pdf.itertuples():
+        tokens = np.asarray(row.token_ids, np.int32).reshape(1, W, K)
+        shape = np.asarray(row.shape, np.float32).reshape(1, W, F)
+        probs = net.predict({"token_ids": tokens, "shape": shape}, verbose=0)[0]
+        for t in range(row.n_valid):
+            key = (row.doc_id, row.start + t)
+            sums[key] = sums.get(key, 0.0) + probs[t]
+            counts[key] = counts.get(key, 0) + 1
+    return {key: sums[key] / counts[key] for key in sums}
+
+
+@pytest.mark.parametrize("arrow_batch", [10000, 3])
+def test_transform_averages_overlapping_windows_per_line(spark, tmp_path, arrow_batch):
+    net, data = _network_bytes(tmp_path)
+    windows = _windows(spark, {"doc_a": 9, "doc_b": 5, "doc_c": 3}).repartition(2)
+    model = BiLSTMModel(labels=LABELS, batchSize=2)
+    model._network_bytes = data
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, str(arrow_batch))  # 3: a document's windows span Arrow batches
+    try:
+        out = model.transform(windows).toPandas()
+    finally:
+        spark.conf.set(key, previous)
+    expected = _expected_lines(net, windows.toPandas())
+    assert sorted(zip(out["doc_id"], out["line_idx"])) == sorted(expected)  # each line once
+    for row in out.itertuples():
+        np.testing.assert_allclose(row.probability, expected[(row.doc_id, row.line_idx)],
+                                   atol=1e-5)
+        assert row.label == LABELS[row.line_idx % 3]
+        assert row.prediction == LABELS[int(np.argmax(row.probability))]
+        assert row.split == ("test" if row.doc_id == "doc_b" else "train")
+
+
+def test_log_offsets_shift_the_decision(spark, tmp_path):
+    _, data = _network_bytes(tmp_path)
+    model = BiLSTMModel(labels=LABELS, logOffsets=[100.0, 0.0, 0.0])
+    model._network_bytes = data
+    out = model.transform(_windows(spark, {"doc_a": 6})).toPandas()
+    assert (out["prediction"] == "Nomenclature").all()
+    with pytest.raises(ValueError, match="logOffsets: expected 3 values"):
+        model.setLogOffsets([1.0]).transform(_windows(spark, {"doc_a": 6}))
+
+
+def test_multi_label_transform_uses_thresholds(spark, tmp_path):
+    net, data = _network_bytes(tmp_path, multi_label=True)
+    windows = _windows(spark, {"doc_a": 7}, multi_label=True, split=False)
+    model = BiLSTMModel(labels=LABELS, multiLabel=True, thresholds=[0.0, 1.1, 0.5])
+    model._network_bytes = data
+    out = model.transform(windows).toPandas()
+    expected = _expected_lines(net, windows.toPandas())
+    assert "split" not in out.columns
+    for row in out.itertuples():
+        p = expected[(row.doc_id, row.line_idx)]
+        want = ["Nomenclature"] + (["Misc-exposition"] if p[2] >= 0.5 else [])
+        assert row.prediction == "|".join(want)
+        i = row.line_idx
+        truth = {LABELS[i % 3]} | ({LABELS[(i + 1) % 3]} if i % 2 == 0 else set())
+        assert set(row.label.split("|")) == truth
+
+
+def test_model_persistence_round_trip(spark, tmp_path):
+    _, data = _network_bytes(tmp_path)
+    model = BiLSTMModel(labels=LABELS, focalLabels=["Nomenclature"], runId="r1",
+                        logOffsets=[0.5, 0.0, 0.0], batchSize=64)
+    model._network_bytes = data
+    model.training_summary = {"initial_epoch": 2, "history": [{"epoch": 2, "loss": 0.5}]}
+    model.save(str(tmp_path / "model"))
+    loaded = BiLSTMModel.load(str(tmp_path / "model"))
+    assert loaded.network_bytes == data
+    assert loaded.training_summary == model.training_summary
+    for param in model.params:
+        assert loaded.getOrDefault(param.name) == model.getOrDefault(param), param.name
+    windows = _windows(spark, {"doc_a": 6})
+    a = model.transform(windows).orderBy("line_idx").toPandas()
+    b = loaded.transform(windows).orderBy("line_idx").toPandas()
+    np.testing.assert_array_equal(np.stack(a["probability"]), np.stack(b["probability"]))
+    assert model.copy().network_bytes == data
+
+
+def test_model_without_network_says_so():
+    with pytest.raises(ValueError, match="no network"):
+        BiLSTMModel(labels=LABELS).network_bytes
+
+
+def test_validation_fraction_holds_out_whole_documents(spark):
+    windows = _windows(spark, {f"doc_{i:03d}": 6 for i in range(200)}, split=False)
+    est = BiLSTMEstimator(validationFraction=0.3, seed=5)
+    parts = windows.select("doc_id", est._split_expr(windows).alias("part")).toPandas()
+    per_doc = parts.groupby("doc_id")["part"].nunique()
+    assert (per_doc == 1).all()  # never a document on both sides
+    share = (parts.groupby("doc_id")["part"].first() == "validation").mean()
+    assert 0.15 < share < 0.45  # 200 documents, p = 0.3: about 4.5 standard deviations
+    # Another seed holds out other documents.
+    other = windows.select("doc_id", BiLSTMEstimator(validationFraction=0.3, seed=6)
+                           ._split_expr(windows).alias("part")).toPandas()
+    assert not (other.groupby("doc_id")["part"].first() ==
+                parts.groupby("doc_id")["part"].first()).all()
+
+
+def test_split_column_wins_over_validation_fraction(spark):
+    windows = _windows(spark, {"doc_a": 6, "doc_b": 6, "doc_c": 6})
+    est = BiLSTMEstimator(validationFraction=0.5)
+    parts = windows.select("split", est._split_expr(windows).alias("part")).toPandas()
+    assert parts["part"].isna().equals(parts["split"] == "test")  # test rows are left out
+    assert (parts["part"].dropna() == "train").all()
+
+
+def test_more_workers_than_local_slots_fail_before_any_job(spark, tmp_path):
+    est = BiLSTMEstimator(numProc=3, storePath=str(tmp_path / "store"))
+    with pytest.raises(ValueError, match=r"numProc: 3 workers need 3 concurrent Spark tasks"):
+        est.fit(_windows(spark, {"doc_a": 6}))
+    assert not os.path.exists(tmp_path / "store")
+
+
+# The run store -----------------------------------------------------------------------
+
+
+def test_store_writes_atomically_and_appends(tmp_path):
+    from focalseq.training.store import Store
+
+    store = Store(str(tmp_path / "s"))
+    path = store.path("run", "checkpoints", "state.json")
+    store.write_json(path, {"epoch": 1})
+    store.write_json(path, {"epoch": 2})
+    assert store.checkpoint_state("run") == {"epoch": 2}
+    assert store.checkpoint_state("other") is None
+    store.append_line(store.progress_path("run"), "a")
+    store.append_line(store.progress_path("run"), "b")
+    assert store.read_bytes(store.progress_path("run")) == b"a\nb\n"
+    names = [f for _, _, files in os.walk(tmp_path) for f in files]
+    assert not [n for n in names if ".tmp-" in n]
+    assert store.url("run", "data").startswith("file://")
+    assert store.checkpoint_weights_path("run", 3).endswith("epoch_0003.weights.h5")
+    assert store.checkpoint_optimizer_path("run", 3).endswith("epoch_0003.optimizer.npz")
+    with pytest.raises(ValueError, match="storePath"):
+        Store("")
+
+
+# Worker pieces that need no Horovod -----------------------------------------------------
+
+
+def test_warmup_schedule_goes_from_one_worker_rate_to_scaled_rate():
+    from focalseq.training.worker import WarmupSchedule
+
+    # 4 workers, base rate 0.01: start at 0.01, reach 0.04 after 10 steps, then hold.
+    schedule = WarmupSchedule(peak=0.04, warmup_steps=10, start_fraction=0.25)
+    assert float(schedule(0)) == pytest.approx(0.01)
+    assert float(schedule(5)) == pytest.approx(0.025)  # 0.01 + 0.5 * 0.03
+    assert float(schedule(10)) == pytest.approx(0.04)
+    assert float(schedule(1000)) == pytest.approx(0.04)
+
+
+def test_window_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from focalseq.training.worker import window_f1
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((5, W, 3))
+    y = np.eye(3)[rng.integers(0, 3, (5, W))]
+    mask = (rng.random((5, W)) < 0.8).astype(float)
+    scores = window_f1(probs, y, mask, LABELS)
+    m = mask.reshape(-1) > 0
+    truth = y.reshape(-1, 3)[m].argmax(1)
+    pred = probs.reshape(-1, 3)[m].argmax(1)
+    expected = f1_score(truth, pred, labels=[0, 1, 2], average=None, zero_division=0)
+    assert [scores[lab] for lab in LABELS] == pytest.approx(list(expected))
+
+
+def test_optimizer_state_survives_a_checkpoint_round_trip():
+    import tensorflow as tf
+
+    from focalseq.training.worker import _load_optimizer, _optimizer_bytes, build_plain_network
+
+    spec = {"dims": {"window": W, "max_tokens": K, "n_shape": F, "labels": LABELS,
+                     "multi_label": False},
+            "network": {"vocab_size": 64, "embedding_dim": 8, "hidden_size": 8}}
+    x = {"token_ids": np.ones((4, W, K), np.int32), "shape": np.ones((4, W, F), np.float32)}
+    y = np.eye(3, dtype=np.float32)[np.zeros((4, W), int)]
+
+    def compiled():
+        net = build_plain_network(spec)
+        net.compile(optimizer=tf.keras.optimizers.legacy.Adam(0.01), loss="categorical_crossentropy")
+        return net
+
+    a = compiled()
+    a.fit(x, y, epochs=3, verbose=0)
+    b = compiled()
+    _load_optimizer(b, _optimizer_bytes(a.optimizer))
+    assert int(b.optimizer.iterations.numpy()) == 3
+    for wa, wb in zip(a.optimizer.get_weights(), b.optimizer.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_log_mlflow_writes_one_epoch_to_a_sqlite_store(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from focalseq.training.worker import log_mlflow
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("units", artifact_location=(tmp_path / "a").as_uri())
+    run = client.create_run(experiment)
+    spec = {"tracking_uri": uri, "mlflow_run_id": run.info.run_id}
+    record = {"epoch": 2, "epochs": 5, "loss": 0.25, "val_loss": float("nan"),
+              "val_f1_Misc-exposition": 0.75, "seconds": 3.5}
+    log_mlflow(spec, record, 2)
+    metrics = client.get_run(run.info.run_id).data.metrics
+    assert metrics == {"train_loss": 0.25, "val_f1_Misc-exposition": 0.75, "epoch_seconds": 3.5}
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] == [2]
+    log_mlflow({"tracking_uri": None, "mlflow_run_id": None}, record, 3)  # no run: no-op
+
+
+# Progress lines ------------------------------------------------------------------------
+
+
+def test_format_epoch_shows_focal_f1_and_time():
+    record = {"epoch": 1, "epochs": 4, "loss": 0.123456, "val_loss": 0.5,
+              "val_f1_Nomenclature": 0.8125, "val_f1_Description": 0.5,
+              "val_f1_Misc-exposition": 0.99, "seconds": 12.34}
+    assert format_epoch(record, ["Nomenclature", "Description"]) == (
+        "epoch 2/4 | loss 0.1235 | val_loss 0.5000 | "
+        "val F1 Nomenclature 0.812, Description 0.500 | 12.3s")
+    assert format_epoch({"epoch": 0, "epochs": 1, "loss": 1.0, "seconds": 0.04}) == \
+        "epoch 1/1 | loss 1.0000 | 0.0s"
+
+
+def test_progress_tail_logs_each_record_once(tmp_path, caplog):
+    from focalseq.stages.bilstm import _ProgressTail
+    from focalseq.training.store import Store
+
+    store = Store(str(tmp_path))
+    path = store.progress_path("r")
+    store.append_line(path, json.dumps({"epoch": 0, "epochs": 3, "loss": 1.0, "seconds": 1}))
+    tail = _ProgressTail(store, "r", None, period=3600)  # records before the run: not logged
+    caplog.set_level(logging.INFO, logger="focalseq.stages.bilstm")
+    with tail:
+        store.append_line(path, json.dumps({"epoch": 1, "epochs": 3, "loss": 0.5, "seconds": 1}))
+        tail.poll()
+        tail.poll()
+        store.append_line(path, json.dumps({"epoch": 2, "epochs": 3, "loss": 0.25,
+                                            "seconds": 1}))
+    lines = [r.getMessage() for r in caplog.records if "| loss" in r.getMessage()]
+    assert lines == ["run r: epoch 2/3 | loss 0.5000 | 1.0s",
+                     "run r: epoch 3/3 | loss 0.2500 | 1.0s"]
+
+
+def test_cpu_threads_share_the_host():
+    from focalseq.training.worker import cpu_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    assert cpu_threads(1) == cpus
+    assert cpu_threads(cpus) == 1
+    assert cpu_threads(4 * cpus) == 1
+    assert cpu_threads(2) == max(1, math.floor(cpus / 2))
