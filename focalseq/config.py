@@ -78,6 +78,8 @@ class TrainConfig:
     recurrent_dropout: float = 0.0
     embedding_dim: int = 48
     encoder: str = "mean"
+    token_dropout: float = 0.0
+    skip_connection: bool = False
     num_proc: int = 2
     early_stopping_patience: int = 0
     restore_best: bool = True
