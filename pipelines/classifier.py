@@ -204,8 +204,12 @@ class FocalSeqClassifier:
         for split in ("validation", "test"):
             part = lines.filter(lines.split == split)
             if part.limit(1).count():
+                from pyspark.ml.functions import vector_to_array
+
                 ev = builders.evaluator(cfg, split)
-                ev.evaluate(fitted.transform(part))
+                predictions = fitted.transform(part)
+                ev.evaluate(predictions.withColumn(
+                    "probability", vector_to_array("probability")))
                 reports[split] = ev.last_report
         lines.unpersist()
         return reports

@@ -81,19 +81,17 @@ def test_shipped_configs_load():
 
 # Every job through the CLI, then through spark-submit. ----------------------------------
 
+# jobs/<name>.py is `focalseq.cli.main(["<name>", ...])`, so between them the two tests
+# run every job through both entry points' code, each job at least once for real.
+
 @pytest.mark.slow
 @pytest.mark.horovod
-def test_cli_jobs_prepare_train_evaluate_predict(tmp_path):
+def test_cli_run_then_predict_yedda(tmp_path):
     conf = _small_conf(tmp_path)
     focalseq = os.path.join(BIN, "focalseq")
-    out = _run([focalseq, "prepare", "--conf", conf, "-q"], tmp_path)
-    assert "prepared 16 documents" in out
-    manifest = json.loads((tmp_path / "out" / "windows" / "_manifest.json").read_text())
-    assert set(manifest["splits"]) <= {"train", "validation", "test"}
-    out = _run([focalseq, "train", "--conf", conf, "-q", "--set", "train.epochs=1"], tmp_path)
-    assert "trained run" in out and "mlflow ui --backend-store-uri" in out
-    out = _run([focalseq, "evaluate", "--conf", conf, "-q"], tmp_path)
-    assert "Nomenclature" in out and "focal macro" in out
+    out = _run([focalseq, "run", "--conf", conf, "-q"], tmp_path)
+    assert "test (line level):" in out and "focal macro" in out
+    assert "mlflow ui --backend-store-uri" in out
     corpus = str(tmp_path / "out" / "corpus" / "doc_00000.txt.ann")
     _run([focalseq, "predict", "--conf", conf, "-q", "--input", corpus,
           "--output", str(tmp_path / "pred"), "--format", "yedda"], tmp_path)
@@ -109,21 +107,29 @@ def test_cli_jobs_prepare_train_evaluate_predict(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.horovod
-def test_spark_submit_run_and_predict_jobs(tmp_path):
+def test_spark_submit_prepare_train_evaluate_predict(tmp_path):
     conf = _small_conf(tmp_path)
-    submit = os.path.join(BIN, "spark-submit")
-    out = _run([submit, "--master", "local[2]", os.path.join(ROOT, "jobs", "run.py"),
-                "--conf", conf, "-q"], tmp_path)
-    assert "test (line level):" in out
+    submit = [os.path.join(BIN, "spark-submit"), "--master", "local[2]"]
+
+    def job(name):
+        return os.path.join(ROOT, "jobs", f"{name}.py")
+
+    out = _run(submit + [job("prepare"), "--conf", conf, "-q"], tmp_path)
+    assert "prepared 16 documents" in out
+    manifest = json.loads((tmp_path / "out" / "windows" / "_manifest.json").read_text())
+    assert set(manifest["splits"]) == {"train", "validation", "test"}
+    out = _run(submit + [job("train"), "--conf", conf, "-q"], tmp_path)
+    assert "trained run" in out
+    out = _run(submit + [job("evaluate"), "--conf", conf, "-q"], tmp_path)
+    assert "Nomenclature" in out and "focal macro" in out
     run_id = out.split("MLflow run ")[1].split()[0]
     from mlflow.tracking import MlflowClient
 
     metrics = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).data.metrics
     assert "test_f1_Nomenclature" in metrics and "test_f1_Description" in metrics
     corpus = str(tmp_path / "out" / "corpus" / "*.ann")
-    _run([submit, "--master", "local[2]", os.path.join(ROOT, "jobs", "predict.py"),
-          "--conf", conf, "-q", "--input", corpus, "--output", str(tmp_path / "pred"),
-          "--format", "jsonl"], tmp_path)
+    _run(submit + [job("predict"), "--conf", conf, "-q", "--input", corpus,
+                   "--output", str(tmp_path / "pred"), "--format", "jsonl"], tmp_path)
     rows = [json.loads(line) for f in (tmp_path / "pred").glob("part-*.json")
             for line in open(f)]
     from focalseq.text.yedda import count_nonempty_lines
