@@ -87,15 +87,21 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
         raise ValueError(f"paths: cannot list {paths}: {exc}") from exc
     if not files:
         raise ValueError(f"paths: {paths} matched no files")
-    sc = spark.sparkContext
-    n = num_partitions or min(len(files), 4 * sc.defaultParallelism)
+    n = num_partitions or min(len(files), 4 * spark.sparkContext.defaultParallelism)
     if n < 1:
         raise ValueError(f"num_partitions: must be >= 1, got {num_partitions}")
     n = min(n, len(files))
-    groups = [files[i::n] for i in range(n)]
-    rdd = sc.parallelize(groups, n).flatMap(lambda group: [(p,) for p in group])
-    return spark.createDataFrame(rdd, T.StructType([T.StructField("path", T.StringType(),
-                                                                  False)]))
+    # File i goes to partition i mod n: a broadcast join of the (path, slot) list with a
+    # range of n slots, one per partition; all on the JVM and without a shuffle.
+    import pandas as pd
+
+    # From pandas (Arrow) the list is a local relation; a Python list would need a
+    # Python worker in every task just to unpickle paths.
+    listed = spark.createDataFrame(pd.DataFrame({"path": files, "slot": [
+        i % n for i in range(len(files))]}), "path string, slot long")
+    slots = spark.range(0, n, 1, numPartitions=n)
+    return slots.join(F.broadcast(listed), slots["id"] == listed["slot"]).select(
+        F.col("path"))
 
 
 def _hadoop_path(uri: str) -> str:

@@ -99,7 +99,7 @@ SCHEMA = ("doc_id string, line_no int, line_idx int, n_lines int, text string, l
 
 @pytest.fixture(scope="module")
 def lines(spark):
-    return spark.createDataFrame(LINES, SCHEMA).repartition(2)
+    return spark.createDataFrame(LINES, SCHEMA).coalesce(1)
 
 
 def _expected_id(key, vocab):
@@ -134,18 +134,23 @@ def test_features_switch_with_params(spark, lines):
     variants = {
         "subset": LineFeaturizer(vocabSize=64, maxTokens=6,
                                  shapeFeatures=["year", "binomial", "indent", "length"]),
-        "no_words": LineFeaturizer(vocabSize=64, maxTokens=6, useWords=False),
-        "no_suffixes": LineFeaturizer(vocabSize=64, maxTokens=6, useSuffixes=False),
-        "ngrams": LineFeaturizer(vocabSize=64, maxTokens=40, useWords=False,
-                                 useSuffixes=False, useCharNgrams=True, ngramSize=4),
-        "long_suffixes": LineFeaturizer(vocabSize=64, maxTokens=6, useWords=False,
+        "suffixes_only": LineFeaturizer(vocabSize=64, maxTokens=6, useWords=False,
                                         suffixLength=5),
+        "words_ngrams": LineFeaturizer(vocabSize=64, maxTokens=40, useSuffixes=False,
+                                       useCharNgrams=True, ngramSize=4),
     }
-    df = lines
-    for name, feats in variants.items():  # one Spark job computes every variant
-        df = feats.transform(df).withColumnRenamed("token_ids", f"t_{name}") \
-            .withColumnRenamed("shape", f"s_{name}")
-    rows = df.collect()
+    by_variant = {}
+    for name, feats in variants.items():
+        by_variant[name] = {(r["doc_id"], r["line_idx"]): r for r in
+                            feats.transform(lines).collect()}
+    rows = []
+    for key, r in by_variant["subset"].items():
+        row = r.asDict()
+        for name in variants:
+            row[f"t_{name}"] = by_variant[name][key]["token_ids"]
+            row[f"s_{name}"] = by_variant[name][key]["shape"]
+        rows.append(row)
+    assert len(rows) == len(LINES)
     for name, feats in variants.items():
         cfg = feats.token_config()
         enabled = feats.enabled_shape_features()
@@ -160,13 +165,13 @@ def test_features_switch_with_params(spark, lines):
     # by hand: 'Agaricus campestris L., sp. nov.' has no year, a binomial, indent 0,
     # 28 non-space characters.
     assert first["s_subset"] == pytest.approx([0.0, 1.0, 0.0, 0.28])
-    assert first["t_no_words"][:2] == [_expected_id("sfx:cus", 64), _expected_id("sfx:ris", 64)]
-    assert first["t_no_suffixes"][:3] == [_expected_id(k, 64) for k in ("agaricus",
-                                                                         "campestris", "l")]
-    assert first["t_ngrams"][:3] == [_expected_id(k, 64) for k in ("ng:<aga", "ng:agar",
-                                                                    "ng:gari")]
-    assert first["t_long_suffixes"] == [_expected_id("sfx:ricus", 64),
+    assert first["t_suffixes_only"] == [_expected_id("sfx:ricus", 64),
                                         _expected_id("sfx:stris", 64), 0, 0, 0, 0]
+    # 9 word tokens (agaricus campestris l . , sp . nov .), no suffixes, then the 4-grams
+    # of 'agaricus' ('<agaricus>' has 7).
+    words = ["agaricus", "campestris", "l", ".", ",", "sp", ".", "nov", "."]
+    assert first["t_words_ngrams"][:12] == [_expected_id(k, 64) for k in words] + [
+        _expected_id(k, 64) for k in ("ng:<aga", "ng:agar", "ng:gari")]
 
 
 def test_ids_are_stable_across_processes(spark, lines):
@@ -220,6 +225,9 @@ def test_featurizer_save_load_round_trip(spark, lines, tmp_path):
     loaded = LineFeaturizer.load(str(tmp_path / "f"))
     assert loaded.token_config() == feats.token_config()
     assert loaded.enabled_shape_features() == ("binomial", "position")
-    got = loaded.transform(lines).orderBy("doc_id", "line_idx").select("token_ids", "shape")
-    want = feats.transform(lines).orderBy("doc_id", "line_idx").select("token_ids", "shape")
-    assert got.collect() == want.collect()
+    cfg = feats.token_config()
+    for r in loaded.transform(lines).collect():
+        line = Line(1, r["text"], None, r["blank_before"], r["indent"])
+        assert r["token_ids"] == token_ids(r["text"], cfg)
+        assert r["shape"] == pytest.approx(shape_features(
+            line, r["line_idx"], r["n_lines"], ("binomial", "position")), abs=1e-7)

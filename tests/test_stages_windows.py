@@ -221,9 +221,10 @@ def test_round_trip_files_to_windows_to_lines_restores_every_line_and_label(spar
     lines = lines.filter(F.col("problem").isNull())
     feats = LineFeaturizer(vocabSize=1 << 20, maxTokens=6, shapeFeatures=["length"])
     split = DocumentSplitter(fractions={"train": 0.5, "test": 0.5}, seed=3)
+    featurized_df = feats.transform(lines).cache()
     windows = Windower(labels=LABELS, windowSize=window, stride=stride).transform(
-        split.transform(feats.transform(lines)))
-    featurized = {(r["doc_id"], r["line_idx"]): r for r in feats.transform(lines).collect()}
+        split.transform(featurized_df))
+    featurized = {(r["doc_id"], r["line_idx"]): r for r in featurized_df.collect()}
 
     restored = {}
     for r in windows.collect():
@@ -249,3 +250,4 @@ def test_round_trip_files_to_windows_to_lines_restores_every_line_and_label(spar
     for (doc_id, _), (_, s) in restored.items():
         per_doc.setdefault(doc_id, set()).add(s)
     assert all(len(s) == 1 for s in per_doc.values())
+    featurized_df.unpersist()
