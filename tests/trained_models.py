@@ -56,3 +56,22 @@ def trained(request, spark, tmp_path_factory) -> dict:
         cached = _train(spark, str(tmp_path_factory.mktemp("trained")))
         request.config.stash[_KEY] = cached
     return cached
+
+
+def pipeline_lines(model, files_df) -> dict:
+    """{(doc_id, line_idx): (prediction, probabilities)} of a pipeline over files."""
+    return {(r["doc_id"], r["line_idx"]): (r["prediction"], tuple(r["probability"]))
+            for r in model.transform(files_df).select(
+                "doc_id", "line_idx", "prediction", "probability").collect()}
+
+
+@pytest.fixture
+def pipeline_output(trained, spark) -> dict:
+    """The trained pipeline over one corpus file: {"path", "files" (a DataFrame),
+    "lines" (see pipeline_lines)}, computed once per session."""
+    if "pipeline_output" not in trained:
+        path = "file:" + trained["files"][-1]
+        files = spark.createDataFrame([(path,)], "path string")
+        trained["pipeline_output"] = {"path": path, "files": files,
+                                      "lines": pipeline_lines(trained["pipeline"], files)}
+    return trained["pipeline_output"]
