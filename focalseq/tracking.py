@@ -166,26 +166,29 @@ def f1_figure(report: dict, split: str = ""):
     labels = report["labels"]
     focal = set(report.get("focal_labels", []))
     per = report["per_label"]
-    fig = _figure(max(5.0, 1.4 * len(labels) + 2), 4.0)
+    fig = _figure(max(5.0, 1.4 * len(labels) + 2), 4.6)
     ax = fig.add_subplot()
     x = range(len(labels))
-    bars = ax.bar(x, [per[lab]["f1"] for lab in labels],
+    bars = ax.bar(x, [per[lab]["f1"] for lab in labels], width=0.6,
                   color=["tab:orange" if lab in focal else "tab:gray" for lab in labels],
                   label="F1")
-    ax.scatter(x, [per[lab]["precision"] for lab in labels], marker="_", s=400,
-               color="black", label="precision", zorder=3)
-    ax.scatter(x, [per[lab]["recall"] for lab in labels], marker="x", color="tab:blue",
-               label="recall", zorder=3)
+    ax.scatter([i - 0.18 for i in x], [per[lab]["precision"] for lab in labels], marker="_",
+               s=250, linewidths=2.5, color="black", label="precision", zorder=3)
+    ax.scatter([i + 0.18 for i in x], [per[lab]["recall"] for lab in labels], marker="x",
+               color="tab:blue", label="recall", zorder=3)
     for bar, lab in zip(bars, labels):
-        ax.annotate(f"{per[lab]['f1']:.2f}", (bar.get_x() + bar.get_width() / 2,
-                                             bar.get_height()),
-                    ha="center", va="bottom", fontsize=9)
+        f1 = per[lab]["f1"]
+        inside = f1 > 0.15  # the value sits inside the bar, clear of the marks above it
+        ax.annotate(f"{f1:.3f}", (bar.get_x() + bar.get_width() / 2,
+                                  f1 - 0.03 if inside else f1 + 0.02),
+                    ha="center", va="top" if inside else "bottom", fontsize=9,
+                    color="white" if inside else "black", fontweight="bold")
     ax.set_xticks(list(x), [f"{lab}\n(n={per[lab]['support']})" for lab in labels])
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.05)
     ax.set_ylabel("score")
     ax.axhline(report["focal_macro_f1"], color="tab:orange", linestyle="--", linewidth=1,
                label=f"focal macro F1 {report['focal_macro_f1']:.3f}")
-    ax.legend(loc="lower right", fontsize=8)
+    fig.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     ax.set_title(f"{split} per-label F1 (orange: focal labels)".strip())
     return fig
 
