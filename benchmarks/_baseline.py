@@ -18,7 +18,7 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 OFFSETS = (-2, -1, 0, 1, 2)
-REG_PARAMS = (1e-5, 1e-4, 1e-3)
+REG_PARAMS = (1e-4, 1e-3)
 
 
 def line_bags(lines):
@@ -75,8 +75,8 @@ def _predictions(model, df, labels):
     return model.transform(df).withColumn("prediction", name)
 
 
-def run_baseline(lines, labels, focal_labels, evaluator_factory, num_features=2 ** 20,
-                 reg_params=REG_PARAMS, max_iter=100):
+def run_baseline(lines, labels, focal_labels, evaluator_factory, num_features=2 ** 19,
+                 reg_params=REG_PARAMS, max_iter=100, partitions=4):
     """Fits the context baseline; returns {"reports": {split: report}, "seconds", "reg_param"}.
 
     Args:
@@ -84,6 +84,7 @@ def run_baseline(lines, labels, focal_labels, evaluator_factory, num_features=2 
         labels: label order; focal_labels: labels of the selection metric.
         evaluator_factory: split name -> PerLabelEvaluator (reports per-label metrics).
         num_features: hashed feature space; reg_params: L2 grid for validation.
+        max_iter: L-BFGS iterations; partitions: partitions of the cached features.
     """
     started = time.time()
     data = context_bags(line_bags(lines.select("doc_id", "line_idx", "text", "label", "split")))
@@ -96,9 +97,10 @@ def run_baseline(lines, labels, focal_labels, evaluator_factory, num_features=2 
         Normalizer(inputCol="tfidf", outputCol="features", p=2.0)])
     train = data.filter(F.col("split") == "train")
     featurizer = featurize.fit(train)
+    # Few partitions: each one sends a dense gradient (labels x features) to the driver.
     feats = featurizer.transform(data).select(
         "doc_id", "line_idx", "split", "label", "label_index", "weight", "features")
-    feats = feats.persist(StorageLevel.MEMORY_AND_DISK)
+    feats = feats.repartition(partitions, "doc_id").persist(StorageLevel.MEMORY_AND_DISK)
     try:
         best = None
         for reg in reg_params:
