@@ -93,7 +93,9 @@ class MlflowConfig:
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "focalseq"
     run_name: str = ""
-    register_model: str = ""
+    log_model: bool = False              # log the inference PipelineModel (Spark flavor)
+    register_model: str = ""             # also register it under this name
+    alias: str = ""                      # and point this alias at the new version
 
 
 @dataclass

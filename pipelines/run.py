@@ -35,7 +35,26 @@ def run_all(spark, cfg: Config) -> dict:
         for split in ("validation", "test"):
             if split in manifest["splits"]:
                 reports[split] = evaluate(spark, cfg, manifest, model, split)
-        if not is_url(cfg.output.dir):  # remote stores keep the model where it is
+        if cfg.mlflow.log_model or cfg.mlflow.register_model:
+            log_inference_pipeline(spark, cfg, model)
+        elif not is_url(cfg.output.dir):  # remote stores keep the model where it is
             mlflow.log_artifacts(cfg.path("model"), "model")
         return {"manifest": manifest, "model": model, "reports": reports,
                 "mlflow_run_id": active.info.run_id}
+
+
+def log_inference_pipeline(spark, cfg: Config, model):
+    """Logs files -> predictions as one PipelineModel (MLflow Spark flavor), optionally
+    registered under `mlflow.register_model` with `mlflow.alias`."""
+    import pandas as pd
+
+    from focalseq.pipelines.prepare import input_paths
+    from focalseq.pipelines.train import inference_pipeline
+    from focalseq.stages.parse import list_files
+    from focalseq.tracking import log_pipeline_model
+
+    first = list_files(spark, input_paths(cfg), recursive=cfg.data.recursive).first()
+    example = pd.DataFrame({"path": [first["path"]]}) if first is not None else None
+    return log_pipeline_model(inference_pipeline(cfg, model), example,
+                              registered_model_name=cfg.mlflow.register_model or None,
+                              alias=cfg.mlflow.alias or None, stage_params=False)

@@ -22,6 +22,7 @@ def test_run_all_beats_majority_and_logs_to_mlflow(spark, tmp_path):
         "data.synthetic.ratio=[1, 5, 20]",
         "train.loss=soft_f1", "train.epochs=5", "train.batch_size=8",
         "train.hidden_size=32", "train.embedding_dim=32",
+        "mlflow.register_model=focalseq-e2e", "mlflow.alias=champion",
     ])
     result = run_all(spark, cfg)
 
@@ -45,3 +46,19 @@ def test_run_all_beats_majority_and_logs_to_mlflow(spark, tmp_path):
     assert len(history) == 5
     assert history[-1].value < history[0].value
     assert os.path.exists(os.path.join(tmp_path, "run", "model", "network.keras"))
+
+    # The registered files -> predictions pipeline loads back and predicts like the model.
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking)
+    loaded = mlflow.spark.load_model("models:/focalseq-e2e@champion")
+    one = spark.createDataFrame([(str(tmp_path / "run" / "corpus" / "doc_00003.txt.ann"),)],
+                                ["path"])
+    from focalseq.pipelines.train import inference_pipeline
+
+    expected = inference_pipeline(cfg, result["model"]).transform(one)
+    got = loaded.transform(one)
+    key = ["doc_id", "line_idx", "prediction"]
+    assert sorted(map(tuple, got.select(*key).collect())) == \
+        sorted(map(tuple, expected.select(*key).collect()))
+    assert got.count() > 0
