@@ -429,3 +429,32 @@ def test_cpu_threads_share_the_host():
     assert cpu_threads(cpus) == 1
     assert cpu_threads(4 * cpus) == 1
     assert cpu_threads(2) == max(1, math.floor(cpus / 2))
+
+
+def test_deduplicated_sparse_gradients_give_the_same_update():
+    """Summing an embedding gradient's repeated rows before it is sent changes nothing."""
+    import tensorflow as tf
+
+    from focalseq.training.worker import _deduplicating, sum_duplicate_rows
+
+    grad = tf.IndexedSlices(tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]),
+                            tf.constant([4, 0, 4, 4]), tf.constant([6, 2]))
+    dedup = sum_duplicate_rows(grad)
+    assert sorted(zip(dedup.indices.numpy().tolist(), dedup.values.numpy().tolist())) == \
+        [(0, [3.0, 4.0]), (4, [13.0, 16.0])]  # rows of id 4: 1+5+7, 2+6+8
+
+    def trained(optimizer_class):
+        tf.keras.utils.set_random_seed(0)
+        model = tf.keras.Sequential([tf.keras.Input((5,), dtype="int32"),
+                                     tf.keras.layers.Embedding(10, 3),
+                                     tf.keras.layers.GlobalAveragePooling1D(),
+                                     tf.keras.layers.Dense(2)])
+        model.compile(optimizer=optimizer_class(0.1), loss="mse")
+        x = np.array([[1, 1, 2, 0, 0], [3, 3, 3, 1, 0]], np.int32)
+        model.fit(x, np.ones((2, 2), np.float32), epochs=3, verbose=0)
+        return model.get_weights()
+
+    deduplicating = _deduplicating(tf.keras.optimizers.legacy.Adam)
+    assert deduplicating.__name__ == "Adam"
+    for a, b in zip(trained(tf.keras.optimizers.legacy.Adam), trained(deduplicating)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

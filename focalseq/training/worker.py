@@ -209,16 +209,47 @@ class WarmupSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
                 "start_fraction": self.start_fraction}
 
 
+def sum_duplicate_rows(grad):
+    """An embedding gradient with each row once, duplicates summed.
+
+    The embedding's gradient has one row per token position in the batch (padding and
+    repeated words included); Horovod allgathers those rows. Summing rows of the same id
+    first sends one row per distinct token: the same update, several times fewer bytes.
+    """
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    ids, positions = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(ids)[0])
+    return tf.IndexedSlices(values, ids, grad.dense_shape)
+
+
+def _deduplicating(optimizer_class):
+    """`optimizer_class` whose sparse gradients leave `_compute_gradients` deduplicated.
+
+    hvd.DistributedOptimizer subclasses the optimizer's class and allreduces what this
+    method returns, so the deduplication happens before any communication.
+    """
+    class Deduplicating(optimizer_class):
+        def _compute_gradients(self, loss, var_list, grad_loss=None, tape=None):
+            pairs = super()._compute_gradients(loss, var_list, grad_loss, tape)
+            return [(sum_duplicate_rows(g), v) for g, v in pairs]
+
+    Deduplicating.__name__ = optimizer_class.__name__
+    return Deduplicating
+
+
+OPTIMIZERS = {"adam": tf.keras.optimizers.legacy.Adam, "sgd": tf.keras.optimizers.legacy.SGD,
+              "rmsprop": tf.keras.optimizers.legacy.RMSprop}
+
+
 def _build_model(hvd, spec, steps_per_epoch):
     loss = build_loss_for(spec)
     model = build_plain_network(spec, loss)
     peak = spec["learning_rate"] * hvd.size()
     warmup_steps = int(round(spec["warmup_epochs"] * steps_per_epoch))
     lr = WarmupSchedule(peak, warmup_steps, 1.0 / hvd.size()) if warmup_steps > 0 else peak
-    optimizers = {"adam": tf.keras.optimizers.legacy.Adam,
-                  "sgd": tf.keras.optimizers.legacy.SGD,
-                  "rmsprop": tf.keras.optimizers.legacy.RMSprop}
-    opt = optimizers[spec["optimizer"]](learning_rate=lr, clipnorm=spec.get("clipnorm"))
+    optimizer_class = _deduplicating(OPTIMIZERS[spec["optimizer"]])
+    opt = optimizer_class(learning_rate=lr, clipnorm=spec.get("clipnorm"))
     model.compile(optimizer=hvd.DistributedOptimizer(opt), loss=loss,
                   experimental_run_tf_function=False)
     return model, loss

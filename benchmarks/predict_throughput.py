@@ -1,0 +1,129 @@
+"""Prediction throughput: BiLSTMModel.transform against in-memory Keras predict.
+
+    .venv/bin/python benchmarks/predict_throughput.py                     # synthetic, ~100k lines
+    .venv/bin/python benchmarks/predict_throughput.py --data /work/shared/data/skol
+
+Both sides run the same network (conf/default.yaml's sizes; its weights do not change the
+speed) over the same windows, and both end with one probability vector per line, the
+windows that overlap a line averaged:
+
+* transform: `BiLSTMModel.transform(windows)` on local Spark (local[2]), written to the
+  "noop" sink so that every line is computed; it includes reading the windows' Parquet,
+  Arrow transfer, the network in each Python worker, the in-batch averaging and the
+  groupBy that merges lines whose windows sit in different batches.
+* in-memory: the windows already in numpy arrays, `model.predict(batch_size=B)` in one
+  process (TensorFlow's default threads), then the same averaging with numpy.
+
+Lines/second are the median over ``--repeat`` runs after a first run that loads
+TensorFlow and the network in the Spark Python workers (printed separately).
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import _throughput  # noqa: E402
+
+
+def build(dims, net_kwargs, folder):
+    import tensorflow as tf
+
+    from focalseq.training.network import build_network
+
+    tf.keras.utils.set_random_seed(0)
+    net = build_network(dims["window"], dims["max_tokens"], dims["n_shape"],
+                        len(dims["labels"]), multi_label=dims["multi_label"], **net_kwargs)
+    path = os.path.join(folder, "network.keras")
+    net.save(path)
+    with open(path, "rb") as fh:
+        return net, fh.read()
+
+
+def average_lines(probs, data):
+    """Mean probability per (doc_id, line_idx) over the windows covering the line."""
+    import numpy as np
+
+    valid = data["n_valid"].astype(np.int64)
+    win = np.repeat(np.arange(len(valid)), valid)
+    offset = np.arange(len(win)) - np.repeat(np.cumsum(valid) - valid, valid)
+    _, doc = np.unique(data["doc_id"], return_inverse=True)
+    line = data["start"].astype(np.int64)[win] + offset
+    _, index = np.unique(doc[win] * (line.max() + 1) + line, return_inverse=True)
+    counts = np.bincount(index)
+    p = probs[win, offset]
+    return np.stack([np.bincount(index, weights=p[:, j]) / counts
+                     for j in range(p.shape[1])], 1)
+
+
+def in_memory(net, data, batch, repeat) -> dict:
+    times, lines = [], 0
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        probs = net.predict({"token_ids": data["token_ids"], "shape": data["shape"]},
+                            batch_size=batch, verbose=0)
+        lines = len(average_lines(probs, data))
+        times.append(time.perf_counter() - started)
+    return {"lines": lines, "first_s": times[0], "steady_s": statistics.median(times[1:])}
+
+
+def transform(model, windows, repeat) -> dict:
+    times = []
+    for _ in range(repeat + 1):
+        started = time.perf_counter()
+        model.transform(windows).write.format("noop").mode("overwrite").save()
+        times.append(time.perf_counter() - started)
+    return {"lines": model.transform(windows).count(), "first_s": times[0],
+            "steady_s": statistics.median(times[1:])}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _throughput.add_data_args(p)
+    p.add_argument("--batch", type=int, default=512, help="windows per network call")
+    p.add_argument("--arrow-batch", type=int, default=None,
+                   help="spark.sql.execution.arrow.maxRecordsPerBatch (default: Spark's)")
+    p.add_argument("--repeat", type=int, default=3, help="timed runs after the first")
+    p.add_argument("--work", default="/tmp/focalseq-predict-throughput")
+    args = p.parse_args(argv)
+
+    from focalseq.stages.bilstm import BiLSTMModel
+    from focalseq.stages.windows import read_window_metadata
+
+    spark = _throughput.session()
+    if args.arrow_batch:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.arrow_batch))
+    windows, folder, cfg, lines = _throughput.windows(spark, args)
+    dims = read_window_metadata(windows)
+    data = _throughput.numpy_windows(folder, dims)
+    os.makedirs(args.work, exist_ok=True)
+    net, network_bytes = build(dims, _throughput.network_kwargs(cfg), args.work)
+    model = BiLSTMModel(labels=dims["labels"], batchSize=args.batch)
+    model._network_bytes = network_bytes
+    print(f"data: {args.data or 'synthetic'}; {lines} lines, {len(data['mask'])} windows "
+          f"({dims['window']} lines, stride {dims['stride']}) in "
+          f"{windows.rdd.getNumPartitions()} partitions; predict batch {args.batch}, Arrow "
+          f"batch {spark.conf.get('spark.sql.execution.arrow.maxRecordsPerBatch')}")
+    print(_throughput.load_average())
+    spark_run = transform(model, windows, args.repeat)
+    memory = in_memory(net, data, args.batch, args.repeat)
+    print(_throughput.load_average())
+    if spark_run["lines"] != memory["lines"]:
+        sys.exit(f"line counts differ: transform {spark_run['lines']}, in-memory "
+                 f"{memory['lines']}")
+    n = memory["lines"]
+    print(f"\nprediction throughput over {n} lines (median of {args.repeat} runs)")
+    for name, r in (("BiLSTMModel.transform, local[2]", spark_run),
+                    ("in-memory model.predict + numpy averaging", memory)):
+        print(f"  {name:44s} {n / r['steady_s']:9.0f} lines/s  ({r['steady_s']:.2f}s; first "
+              f"run {r['first_s']:.2f}s)")
+    ratio = memory["steady_s"] / spark_run["steady_s"]
+    print(f"  ratio transform / in-memory: {ratio:.2f} (goal >= 0.7)")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Training throughput: the distributed BiLSTMEstimator against an in-memory Keras fit.
+
+    .venv/bin/python benchmarks/train_throughput.py                       # synthetic, ~100k lines
+    .venv/bin/python benchmarks/train_throughput.py --data /work/shared/data/skol
+
+Everything is measured in one run, on the same windows and the same network
+(`focalseq.training.network.build_network` with conf/default.yaml's sizes, cross-entropy,
+Adam):
+
+* in-memory: one process, the windows as numpy arrays, `model.fit(x, y,
+  sample_weight=mask, batch_size=B)`, TensorFlow's default threads (all CPUs).
+* estimator: `BiLSTMEstimator.fit` on local Spark (local[2]) with 1 or 2 Horovod workers,
+  each reading its petastorm shard; `batchSize` is per worker (Horovod's convention; the
+  global batch is workers x batchSize and the learning rate is scaled alike).
+
+Windows/second are steady-state: the median over epochs 2..E of windows trained in the
+epoch / seconds of the epoch. For the estimator the epoch time is rank 0's
+`train_seconds` from the progress records (from the start of the epoch to the end of its
+last step, both ranks in lockstep); the per-epoch checkpoint (`seconds`) and the job's
+start-up (Spark tasks, TensorFlow import, reading the shard) are printed separately, not
+included. For Keras it is the time between on_epoch_begin and on_epoch_end.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from benchmarks import _throughput  # noqa: E402
+
+
+def in_memory(data, dims, net_kwargs, batch, epochs, lr) -> dict:
+    """Steady-state windows/second of a plain Keras fit on numpy arrays."""
+    import tensorflow as tf
+
+    from focalseq.losses import build_loss
+    from focalseq.training.network import build_network
+
+    tf.keras.utils.set_random_seed(0)
+    net = build_network(dims["window"], dims["max_tokens"], dims["n_shape"],
+                        len(dims["labels"]), multi_label=dims["multi_label"], **net_kwargs)
+    net.compile(optimizer=tf.keras.optimizers.legacy.Adam(lr),
+                loss=build_loss("cross_entropy", {}, dims["labels"]))
+    times = []
+
+    class Timer(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+
+    n = len(data["mask"])
+    net.fit({"token_ids": data["token_ids"], "shape": data["shape"]}, data["y"],
+            sample_weight=data["mask"], batch_size=batch, epochs=epochs, verbose=0,
+            callbacks=[Timer()])
+    steady = statistics.median(times[1:])
+    return {"windows_per_s": n / steady, "epoch_s": steady, "epochs": times}
+
+
+def estimator(windows, args, workers, batch, store) -> dict:
+    """Steady-state windows/second of BiLSTMEstimator.fit from its progress records."""
+    from focalseq.stages.bilstm import BiLSTMEstimator
+
+    cfg = args.cfg
+    t = cfg.train
+    est = BiLSTMEstimator(
+        vocabSize=cfg.features.vocab_size, embeddingDim=t.embedding_dim,
+        hiddenSize=t.hidden_size, encoder=t.encoder, numLayers=t.num_layers,
+        dropout=t.dropout, recurrentDropout=t.recurrent_dropout, epochs=args.epochs,
+        batchSize=batch, learningRate=args.lr, loss="cross_entropy", numProc=workers,
+        storePath=store, seed=0)
+    started = time.perf_counter()
+    model = est.fit(windows)
+    wall = time.perf_counter() - started
+    history = model.training_summary["history"]
+    steady = statistics.median(r["train_seconds"] for r in history[1:])
+    per_epoch = history[-1]["windows"]
+    checkpoint = statistics.median(r["seconds"] - r["train_seconds"] for r in history[1:])
+    trained = sum(r["seconds"] for r in history)
+    return {"windows_per_s": per_epoch / steady, "epoch_s": steady, "checkpoint_s": checkpoint,
+            "startup_s": wall - trained, "wall_s": wall, "windows": per_epoch,
+            "epochs": [r["train_seconds"] for r in history]}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    _throughput.add_data_args(p)
+    p.add_argument("--batch", type=int, default=32, help="batch size B (default 32)")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per measurement (>= 2)")
+    p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--store", default="/tmp/focalseq-throughput-store")
+    args = p.parse_args(argv)
+    if args.epochs < 2:
+        p.error("--epochs: need at least 2 (the first epoch is excluded)")
+
+    from focalseq.stages.windows import read_window_metadata
+
+    spark = _throughput.session()
+    windows, folder, args.cfg, lines = _throughput.windows(spark, args)
+    dims = read_window_metadata(windows)
+    data = _throughput.numpy_windows(folder, dims)
+    n = len(data["mask"])
+    net_kwargs = _throughput.network_kwargs(args.cfg)
+    B = args.batch
+    print(f"data: {args.data or 'synthetic'}; {lines} lines, {n} windows of {dims['window']} "
+          f"lines x {dims['max_tokens']} tokens; network {net_kwargs}")
+    print(_throughput.load_average())
+
+    # Interleaved, so that a change in the machine's load hits both sides alike.
+    results = {}
+    results["mem_B"] = in_memory(data, dims, net_kwargs, B, args.epochs, args.lr)
+    results["est2_B"] = estimator(windows, args, 2, B, args.store)
+    results["mem_2B"] = in_memory(data, dims, net_kwargs, 2 * B, args.epochs, args.lr)
+    results["est1_B"] = estimator(windows, args, 1, B, args.store)
+    results["est2_halfB"] = estimator(windows, args, 2, B // 2, args.store)
+    print(_throughput.load_average())
+
+    rows = [("in-memory Keras fit, 1 process, batch B", "mem_B"),
+            ("in-memory Keras fit, 1 process, batch 2B", "mem_2B"),
+            ("estimator, 1 worker x batch B", "est1_B"),
+            ("estimator, 2 workers x batch B (global 2B)", "est2_B"),
+            ("estimator, 2 workers x batch B/2 (global B)", "est2_halfB")]
+    print(f"\nsteady-state training throughput, B = {B}, epochs 2..{args.epochs}")
+    print(f"{'':48s} {'windows/s':>10s} {'epoch s':>8s} {'ckpt s':>7s} {'startup s':>9s}")
+    for name, key in rows:
+        r = results[key]
+        extra = (f"{r['checkpoint_s']:7.2f} {r['startup_s']:9.1f}" if "checkpoint_s" in r
+                 else f"{'':7s} {'':9s}")
+        print(f"{name:48s} {r['windows_per_s']:10.0f} {r['epoch_s']:8.2f} {extra}")
+    w = {k: r["windows_per_s"] for k, r in results.items()}
+    print("\nratios (goal: distributed >= 0.9 x in-memory)")
+    print(f"  2 workers x B  / in-memory B   (same batch per process): "
+          f"{w['est2_B'] / w['mem_B']:.2f}")
+    print(f"  2 workers x B  / in-memory 2B  (same global batch):      "
+          f"{w['est2_B'] / w['mem_2B']:.2f}")
+    print(f"  2 workers x B/2 / in-memory B  (same global batch):      "
+          f"{w['est2_halfB'] / w['mem_B']:.2f}")
+    print(f"  2 workers / 1 worker (batch B each):                    "
+          f"{w['est2_B'] / w['est1_B']:.2f}")
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()
