@@ -8,9 +8,9 @@ length, and classified by a multinomial `LogisticRegression` whose class weights
 (balanced: N / (K n_c) from the training counts) come through a weight column. The L2
 strength is chosen on the validation split by macro-F1 over the focal labels.
 """
+import os
 import time
 
-from pyspark import StorageLevel
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.feature import HashingTF, IDF, NGram, Normalizer, RegexTokenizer
@@ -75,51 +75,55 @@ def _predictions(model, df, labels):
     return model.transform(df).withColumn("prediction", name)
 
 
-def run_baseline(lines, labels, focal_labels, evaluator_factory, num_features=2 ** 19,
-                 reg_params=REG_PARAMS, max_iter=100, partitions=4):
+def run_baseline(lines, labels, focal_labels, evaluator_factory, work_dir: str,
+                 num_features=2 ** 19, reg_params=REG_PARAMS, max_iter=100, partitions=4):
     """Fits the context baseline; returns {"reports": {split: report}, "seconds", "reg_param"}.
 
     Args:
         lines: parsed lines with doc_id, line_idx, text, label and split.
         labels: label order; focal_labels: labels of the selection metric.
         evaluator_factory: split name -> PerLabelEvaluator (reports per-label metrics).
+        work_dir: where the featurized lines are written (Parquet) and read back from.
         num_features: hashed feature space; reg_params: L2 grid for validation.
-        max_iter: L-BFGS iterations; partitions: partitions of the cached features.
+        max_iter: L-BFGS iterations; partitions: files per split (each partition sends a
+            dense labels x features gradient to the driver, so few of them).
     """
     started = time.time()
+    spark = lines.sparkSession
     data = context_bags(line_bags(lines.select("doc_id", "line_idx", "text", "label", "split")))
     counts = {r["label"]: r["count"] for r in
-              data.filter(F.col("split") == "train").groupBy("label").count().collect()}
+              lines.filter(F.col("split") == "train").groupBy("label").count().collect()}
     data = _with_label_columns(data, labels, class_weights(counts, labels))
     featurize = Pipeline(stages=[
         HashingTF(inputCol="features_in", outputCol="tf", numFeatures=num_features),
         IDF(inputCol="tf", outputCol="tfidf", minDocFreq=2),
         Normalizer(inputCol="tfidf", outputCol="features", p=2.0)])
-    train = data.filter(F.col("split") == "train")
-    featurizer = featurize.fit(train)
-    # Few partitions: each one sends a dense gradient (labels x features) to the driver.
-    feats = featurizer.transform(data).select(
-        "doc_id", "line_idx", "split", "label", "label_index", "weight", "features")
-    feats = feats.repartition(partitions, "doc_id").persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        best = None
-        for reg in reg_params:
-            lr = LogisticRegression(featuresCol="features", labelCol="label_index",
-                                    weightCol="weight", predictionCol="prediction_index",
-                                    family="multinomial", regParam=reg, elasticNetParam=0.0,
-                                    standardization=False, maxIter=max_iter)
-            model = lr.fit(feats.filter(F.col("split") == "train"))
-            ev = evaluator_factory("validation")
-            score = ev.evaluate(_predictions(model, feats.filter(F.col("split") == "validation"),
-                                             labels))
-            if best is None or score > best[0]:
-                best = (score, reg, model)
-        _, reg, model = best
-        reports = {}
-        for split in ("validation", "test"):
-            ev = evaluator_factory(split)
-            ev.evaluate(_predictions(model, feats.filter(F.col("split") == split), labels))
-            reports[split] = ev.last_report
-    finally:
-        feats.unpersist()
+    featurizer = featurize.fit(data.filter(F.col("split") == "train"))
+    # Written once and read back: the context columns (window functions over documents)
+    # are computed once, and nothing but LogisticRegression's own blocks stays in memory.
+    path = os.path.join(os.path.abspath(work_dir), "baseline_features")
+    (featurizer.transform(data)
+     .select("doc_id", "line_idx", "split", "label", "label_index", "weight", "features")
+     .repartition(partitions).write.mode("overwrite").partitionBy("split").parquet(path))
+
+    def split_frame(name):
+        return spark.read.parquet(os.path.join(path, f"split={name}"))
+
+    best = None
+    for reg in reg_params:
+        lr = LogisticRegression(featuresCol="features", labelCol="label_index",
+                                weightCol="weight", predictionCol="prediction_index",
+                                family="multinomial", regParam=reg, elasticNetParam=0.0,
+                                standardization=False, maxIter=max_iter)
+        model = lr.fit(split_frame("train"))
+        score = evaluator_factory("validation").evaluate(
+            _predictions(model, split_frame("validation"), labels))
+        if best is None or score > best[0]:
+            best = (score, reg, model)
+    _, reg, model = best
+    reports = {}
+    for split in ("validation", "test"):
+        ev = evaluator_factory(split)
+        ev.evaluate(_predictions(model, split_frame(split), labels))
+        reports[split] = ev.last_report
     return {"reports": reports, "seconds": time.time() - started, "reg_param": reg}

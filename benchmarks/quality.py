@@ -134,7 +134,8 @@ def run_baseline(spark, cfg, name: str) -> dict:
     with mlflow.start_run(run_name=f"{name}-{BASELINE}"):
         mlflow.set_tags({"section": name, "model": BASELINE})
         out = fit_baseline(_skol.split_lines(spark, cfg), cfg.labels, cfg.focal_labels,
-                           lambda split: builders.evaluator(cfg, split, log_to_mlflow=False))
+                           lambda split: builders.evaluator(cfg, split, log_to_mlflow=False),
+                           cfg.output.dir)
         mlflow.log_params({"reg_param": out["reg_param"], "offsets": "-2..+2"})
         mlflow.log_metrics({**report_metrics(out["reports"]["test"], "test"),
                             **report_metrics(out["reports"]["validation"], "validation"),

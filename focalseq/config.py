@@ -71,6 +71,7 @@ class TrainConfig:
     batch_size: int = 32
     learning_rate: float = 0.003
     warmup_epochs: float = 0.0
+    lr_decay: str = "none"               # none | cosine (to 0 over all epochs)
     optimizer: str = "adam"
     hidden_size: int = 64
     num_layers: int = 1
@@ -152,6 +153,7 @@ CHOICES = {
     "data.source": ("synthetic", "files"),
     "data.format": ("yedda", "plain"),
     "train.optimizer": ("adam", "sgd", "rmsprop"),
+    "train.lr_decay": ("none", "cosine"),
     "train.encoder": ("mean", "cnn", "bilstm"),
     "output.predictions_format": ("parquet", "jsonl", "yedda"),
 }

@@ -46,6 +46,7 @@ from focalseq.stages.windows import read_window_metadata
 logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LR_DECAYS = ("none", "cosine")
 ENCODERS = ("mean", "cnn", "bilstm")
 WINDOW_COLUMNS = ("token_ids", "shape", "y", "mask")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -92,6 +93,8 @@ class _BiLSTMParams(HasFocalLabels):
                           TypeConverters.toFloat)
     warmupEpochs = _param("warmupEpochs", "epochs of linear warm-up from the one-worker "
                           "learning rate to the scaled one (0: none)", TypeConverters.toFloat)
+    learningRateDecay = _param("learningRateDecay", f"learning-rate decay over all epochs, "
+                               f"one of {LR_DECAYS}", TypeConverters.toString)
     optimizer = _param("optimizer", f"one of {OPTIMIZERS}", TypeConverters.toString)
     loss = _param("loss", "loss name from focalseq.losses.LOSS_NAMES", TypeConverters.toString)
     lossConfig = _param("lossConfig", "loss hyperparameters (JSON object)", _to_json)
@@ -136,8 +139,8 @@ class _BiLSTMParams(HasFocalLabels):
         self._setDefault(hiddenSize=128, numLayers=1, dropout=0.2, recurrentDropout=0.0,
                          embeddingDim=64, encoder="mean", tokenDropout=0.0,
                          skipConnection=False, vocabSize=2 ** 16, epochs=5, batchSize=32,
-                         learningRate=1e-3, warmupEpochs=0.0, optimizer="adam",
-                         loss="cross_entropy", lossConfig="{}", classWeights="",
+                         learningRate=1e-3, warmupEpochs=0.0, learningRateDecay="none",
+                         optimizer="adam", loss="cross_entropy", lossConfig="{}", classWeights="",
                          weightStrategy="", seed=0, validationFraction=0.0,
                          earlyStoppingPatience=0, restoreBest=True, numProc=2,
                          threadsPerWorker=0, mixedPrecision=False,
@@ -270,7 +273,8 @@ class BiLSTMEstimator(Estimator, _BiLSTMParams, MLReadable, MLWritable):
     def __init__(self, *, hiddenSize=128, numLayers=1, dropout=0.2, recurrentDropout=0.0,
                  embeddingDim=64, encoder="mean", tokenDropout=0.0, skipConnection=False,
                  vocabSize=2 ** 16, epochs=5, batchSize=32, learningRate=1e-3,
-                 warmupEpochs=0.0, optimizer="adam", loss="cross_entropy", lossConfig="{}",
+                 warmupEpochs=0.0, learningRateDecay="none", optimizer="adam",
+                 loss="cross_entropy", lossConfig="{}",
                  classWeights="", weightStrategy="", focalLabels=None, seed=0,
                  validationFraction=0.0, earlyStoppingPatience=0, restoreBest=True,
                  numProc=2, threadsPerWorker=0, mixedPrecision=False, storePath=None,
@@ -283,7 +287,8 @@ class BiLSTMEstimator(Estimator, _BiLSTMParams, MLReadable, MLWritable):
     def setParams(self, *, hiddenSize=128, numLayers=1, dropout=0.2, recurrentDropout=0.0,
                   embeddingDim=64, encoder="mean", tokenDropout=0.0, skipConnection=False,
                   vocabSize=2 ** 16, epochs=5, batchSize=32, learningRate=1e-3,
-                  warmupEpochs=0.0, optimizer="adam", loss="cross_entropy", lossConfig="{}",
+                  warmupEpochs=0.0, learningRateDecay="none", optimizer="adam",
+                  loss="cross_entropy", lossConfig="{}",
                   classWeights="", weightStrategy="", focalLabels=None, seed=0,
                   validationFraction=0.0, earlyStoppingPatience=0, restoreBest=True,
                   numProc=2, threadsPerWorker=0, mixedPrecision=False, storePath=None,
@@ -342,7 +347,8 @@ class BiLSTMEstimator(Estimator, _BiLSTMParams, MLReadable, MLWritable):
 
         g = self.getOrDefault
         for name, valid in (("encoder", ENCODERS), ("optimizer", OPTIMIZERS),
-                            ("weightStrategy", ("",) + WEIGHT_STRATEGIES)):
+                            ("weightStrategy", ("",) + WEIGHT_STRATEGIES),
+                            ("learningRateDecay", LR_DECAYS)):
             if g(name) not in valid:
                 raise ValueError(f"{name}: {g(name)!r} is not one of {list(valid)}")
         for name in ("hiddenSize", "numLayers", "epochs", "batchSize", "numProc",
@@ -489,7 +495,8 @@ class BiLSTMEstimator(Estimator, _BiLSTMParams, MLReadable, MLWritable):
             "loss": g(self.loss), "loss_config": loss_config, "label_counts": counts,
             "focal_labels": self.getFocalLabels(), "epochs": g(self.epochs),
             "batch_size": g(self.batchSize), "learning_rate": g(self.learningRate),
-            "warmup_epochs": g(self.warmupEpochs), "optimizer": g(self.optimizer),
+            "warmup_epochs": g(self.warmupEpochs), "lr_decay": g(self.learningRateDecay),
+            "optimizer": g(self.optimizer),
             "early_stopping_patience": g(self.earlyStoppingPatience), "min_delta": 1e-4,
             "restore_best": g(self.restoreBest) and has_val, "has_validation": has_val,
             "mixed_precision": g(self.mixedPrecision),

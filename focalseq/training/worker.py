@@ -188,25 +188,37 @@ def build_loss_for(spec):
 
 @tf.keras.saving.register_keras_serializable(package="focalseq")
 class WarmupSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from `peak * start_fraction` to `peak` over `warmup_steps` steps.
+    """Linear warm-up from `peak * start_fraction` to `peak` over `warmup_steps` steps,
+    optionally times a cosine decay to 0 over `decay_steps` steps (0: no decay).
 
     With `start_fraction = 1 / workers` this is Goyal et al. (2017), "Accurate, Large
     Minibatch SGD": start at the one-worker rate, reach the scaled rate after warm-up.
-    Computed in the graph from the optimizer's step counter, so it costs nothing per batch
-    and continues correctly when a run resumes with the optimizer state restored.
+    The cosine factor is Loshchilov & Hutter (2017), SGDR, without restarts: the last
+    epochs take small steps, so the final weights do not depend on where the last large
+    step happened to land. Computed in the graph from the optimizer's step counter, so it
+    costs nothing per batch and continues correctly when a run resumes with the optimizer
+    state restored.
     """
 
-    def __init__(self, peak, warmup_steps, start_fraction):
+    def __init__(self, peak, warmup_steps, start_fraction, decay_steps=0):
         super().__init__()
         self.peak, self.warmup_steps, self.start_fraction = peak, warmup_steps, start_fraction
+        self.decay_steps = decay_steps
 
     def __call__(self, step):
-        progress = tf.minimum(1.0, tf.cast(step, tf.float32) / float(self.warmup_steps))
-        return self.peak * (self.start_fraction + (1.0 - self.start_fraction) * progress)
+        step = tf.cast(step, tf.float32)
+        rate = tf.constant(self.peak, tf.float32)
+        if self.warmup_steps > 0:
+            progress = tf.minimum(1.0, step / float(self.warmup_steps))
+            rate = rate * (self.start_fraction + (1.0 - self.start_fraction) * progress)
+        if self.decay_steps > 0:
+            done = tf.minimum(1.0, step / float(self.decay_steps))
+            rate = rate * 0.5 * (1.0 + tf.cos(np.pi * done))
+        return rate
 
     def get_config(self):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps,
-                "start_fraction": self.start_fraction}
+                "start_fraction": self.start_fraction, "decay_steps": self.decay_steps}
 
 
 def sum_duplicate_rows(grad):
@@ -247,7 +259,9 @@ def _build_model(hvd, spec, steps_per_epoch):
     model = build_plain_network(spec, loss)
     peak = spec["learning_rate"] * hvd.size()
     warmup_steps = int(round(spec["warmup_epochs"] * steps_per_epoch))
-    lr = WarmupSchedule(peak, warmup_steps, 1.0 / hvd.size()) if warmup_steps > 0 else peak
+    decay_steps = spec["epochs"] * steps_per_epoch if spec.get("lr_decay") == "cosine" else 0
+    lr = WarmupSchedule(peak, warmup_steps, 1.0 / hvd.size(), decay_steps) \
+        if warmup_steps > 0 or decay_steps > 0 else peak
     optimizer_class = _deduplicating(OPTIMIZERS[spec["optimizer"]])
     opt = optimizer_class(learning_rate=lr, clipnorm=spec.get("clipnorm"))
     model.compile(optimizer=hvd.DistributedOptimizer(opt), loss=loss,
@@ -279,8 +293,13 @@ def _train_dataset(data, spec, rank):
     def gather(index, arrays):
         return tf.nest.map_structure(lambda a: tf.gather(a, index), arrays)
 
-    return (tf.data.Dataset.zip((indices, held))
-            .map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2))
+    options = tf.data.Options()
+    # One batch ahead on one input thread: the training step, not the input, should
+    # have the CPU (a worker usually owns a single core).
+    options.autotune.enabled = False
+    options.threading.private_threadpool_size = 1
+    return (tf.data.Dataset.zip((indices, held)).map(gather).prefetch(1)
+            .with_options(options))
 
 
 # Checkpoints ---------------------------------------------------------------------------
@@ -369,17 +388,20 @@ class EpochEnd(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.time()
+        self.cpu_started = time.process_time()
 
     def on_epoch_end(self, epoch, logs=None):
         import horovod.tensorflow as hvd_tf
 
         train_seconds = time.time() - self.started
-        local = float((logs or {}).get("loss", np.nan))
-        loss = float(hvd_tf.allreduce(tf.constant(local), op=hvd_tf.Average,
-                                      name=f"epoch_loss_{epoch}").numpy())
+        local = [float((logs or {}).get("loss", np.nan)), time.process_time() - self.cpu_started]
+        # One collective: the ranks' mean loss and their CPU seconds of the epoch together.
+        total = hvd_tf.allreduce(tf.constant(local, tf.float64), op=hvd_tf.Sum,
+                                 name=f"epoch_end_{epoch}").numpy()
+        loss, cpu_seconds = float(total[0]) / self.hvd.size(), float(total[1])
         stop = 0
         if self.hvd.rank() == 0:
-            stop = int(self._rank0_epoch_end(epoch, loss, train_seconds))
+            stop = int(self._rank0_epoch_end(epoch, loss, train_seconds, cpu_seconds))
         stop = int(hvd_tf.broadcast(tf.constant(stop), 0, name=f"stop_{epoch}").numpy())
         fault = self.spec.get("fault")
         if fault and fault["epoch"] == epoch and fault["rank"] == self.hvd.rank():
@@ -387,11 +409,12 @@ class EpochEnd(tf.keras.callbacks.Callback):
         if stop:
             self.model.stop_training = True
 
-    def _rank0_epoch_end(self, epoch, loss, train_seconds):
+    def _rank0_epoch_end(self, epoch, loss, train_seconds, cpu_seconds):
         spec, run_id = self.spec, self.spec["run_id"]
         record = {"epoch": epoch, "epochs": spec["epochs"], "loss": loss,
                   "learning_rate": _current_lr(self.net.optimizer),
-                  "windows": self.windows, "train_seconds": round(train_seconds, 3)}
+                  "windows": self.windows, "train_seconds": round(train_seconds, 3),
+                  "train_cpu_seconds": round(cpu_seconds, 3)}
         score = -loss
         if self.val is not None and len(self.val["mask"]):
             record.update(self._validate())
