@@ -20,7 +20,7 @@ def test_compare_losses_prints_the_table_and_keeps_models_in_redis(redis_server,
     env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "examples", "compare_losses.py"), "--redis", url,
-         "--epochs", "2", "--small", "--work-dir", str(tmp_path)],
+         "--epochs", "1", "--small", "--work-dir", str(tmp_path)],
         env=env, capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-5000:]
     table = proc.stdout.split("approach")[-1].splitlines()
