@@ -94,47 +94,88 @@ def _cpu_seconds(pids):
     return total / tick
 
 
+def _is_java(pid):
+    return os.path.basename(_comm(pid).split(" ")[0]) == "java"
+
+
+def _is_python_worker(pid):
+    # The JVM's class path names pyspark too: look at the program, then the module.
+    cmd = _comm(pid).split(" ")
+    return "python" in os.path.basename(cmd[0]) and "pyspark.daemon" in cmd
+
+
+def _cpu_by_kind(pid):
+    """CPU seconds so far of the driver, the JVM and the Python workers under `pid`."""
+    tree = _descendants(pid)
+    java = [p for p in tree if _is_java(p)]
+    workers = [p for p in tree if _is_python_worker(p)]
+    return {"driver": _cpu_seconds([pid]), "jvm": _cpu_seconds(java),
+            "workers": _cpu_seconds(workers)}
+
+
 def _loadavg():
     with open("/proc/loadavg") as fh:
         return float(fh.read().split()[0])
 
 
-def run_spark(paths, out_dir, master):
-    """Spark stages; returns timing and memory figures."""
+def run_spark(paths, out_dir, master, how="prepare"):
+    """Spark: `prepare` (one fused pass, split folders, manifest) or the stages chained."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from focalseq.config import load_config
+    from focalseq.pipelines.prepare import prepare
     from focalseq.pipelines.session import get_spark
     from focalseq.stages.features import LineFeaturizer
     from focalseq.stages.parse import YeddaParser, list_files, split_problems
     from focalseq.stages.windows import Windower
 
+    def pipeline(files, out):
+        if how == "prepare":
+            cfg = load_config(None, [
+                "data.source=files", f"data.paths={json.dumps(files)}",
+                f"data.keep_labels={json.dumps(KEEP)}", f"labels={json.dumps(LABELS)}",
+                f"features.vocab_size={VOCAB}", f"features.max_tokens={MAX_TOKENS}",
+                f"windows.size={WINDOW}", f"windows.stride={STRIDE}"])
+            return sum(prepare(spark, cfg, out)["window_counts"].values())
+        parsed = YeddaParser(keepLabels=KEEP).transform(list_files(spark, files))
+        lines, _ = split_problems(parsed)
+        feats = LineFeaturizer(vocabSize=VOCAB, maxTokens=MAX_TOKENS).transform(lines)
+        windows = Windower(labels=LABELS, windowSize=WINDOW, stride=STRIDE).transform(feats)
+        windows.write.mode("overwrite").parquet(out)
+        return spark.read.parquet(out).count()
+
     started = time.time()
     spark = get_spark(master, "prepare-throughput")
     startup = time.time() - started
-    load0 = _loadavg()
+    # Warm-up on a few files starts the Python workers (imports), as the reference's
+    # imports happen before its clock starts.
     t0 = time.time()
-    parsed = YeddaParser(keepLabels=KEEP).transform(list_files(spark, paths))
-    lines, _ = split_problems(parsed)
-    feats = LineFeaturizer(vocabSize=VOCAB, maxTokens=MAX_TOKENS).transform(lines)
-    windows = Windower(labels=LABELS, windowSize=WINDOW, stride=STRIDE).transform(feats)
-    windows.write.mode("overwrite").parquet(out_dir)
+    first = sorted(f for p in paths for f in glob.glob(p))[:2 * spark.sparkContext.defaultParallelism]
+    pipeline(first, out_dir + "-warmup")
+    warmup = time.time() - t0
+    load0 = _loadavg()
+    cpu0 = _cpu_by_kind(os.getpid())
+    t0 = time.time()
+    n_windows = pipeline(paths, out_dir)
     seconds = time.time() - t0
+    cpu1 = _cpu_by_kind(os.getpid())
     jvm = spark.sparkContext._jvm
     jvm.java.lang.System.gc()
     heap = jvm.java.lang.management.ManagementFactory.getMemoryMXBean().getHeapMemoryUsage()
     tree = _descendants(os.getpid())
-    java = [p for p in tree if "java" in _comm(p).split(" ")[0]]
-    workers = [p for p in tree if "pyspark.daemon" in _comm(p) or "pyspark.worker" in _comm(p)]
+    java = [p for p in tree if _is_java(p)]
+    workers = [p for p in tree if _is_python_worker(p)]
     result = {
-        "seconds": seconds, "startup_seconds": startup, "load_before": load0,
+        "seconds": seconds, "startup_seconds": startup, "warmup_seconds": warmup,
+        "load_before": load0,
         "load_after": _loadavg(),
-        "cpu_seconds": _cpu_seconds([os.getpid()] + tree),
+        "cpu_seconds": {k: cpu1[k] - cpu0[k] for k in cpu1},
         "driver_python_peak_mb": _status_kb(os.getpid()) / 1024,
         "jvm_peak_rss_mb": max((_status_kb(p) or 0) for p in java) / 1024 if java else None,
         "jvm_heap_used_after_gc_mb": heap.getUsed() / 2 ** 20,
         "jvm_heap_committed_mb": heap.getCommitted() / 2 ** 20,
         "worker_python_peak_mb": max((_status_kb(p) or 0) for p in workers) / 1024
         if workers else None,
-        "windows": spark.read.parquet(out_dir).count(),
+        "windows": n_windows, "how": how,
     }
     spark.stop()
     return result
@@ -229,9 +270,10 @@ def count_lines(paths):
 
 # -- the driver of the benchmark ---------------------------------------------------------
 
-def _child(kind, paths, out_dir, master="local[2]"):
+def _child(kind, paths, out_dir, master="local[2]", how="prepare"):
     """Runs one measurement in a fresh interpreter; returns its JSON result."""
-    spec = json.dumps({"kind": kind, "paths": paths, "out": out_dir, "master": master})
+    spec = json.dumps({"kind": kind, "paths": paths, "out": out_dir, "master": master,
+                       "how": how})
     proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", spec],
                           capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
@@ -244,35 +286,42 @@ def _fmt_mb(x):
     return "n/a" if x is None else f"{x:,.0f} MB"
 
 
-def measure(name, paths, work, with_reference=True, master="local[2]"):
+def measure(name, paths, work, hows=("prepare",), with_reference=True, master="local[2]"):
+    """Spark runs (one per entry of `hows`) and the reference on one corpus."""
     lines = count_lines(paths)
     print(f"\n== {name}: {lines:,} non-empty lines in "
           f"{sum(len(glob.glob(p)) for p in paths):,} files", flush=True)
-    spark = _child("spark", paths, os.path.join(work, f"spark-{name}"), master)
-    rate = lines / spark["seconds"]
-    print(f"  spark {master:9s}: {spark['seconds']:7.1f} s  {rate:10,.0f} lines/s  "
-          f"({spark['windows']:,} windows; session start {spark['startup_seconds']:.1f} s "
-          f"not counted; CPU {spark['cpu_seconds']:.0f} s in driver+JVM+workers; load "
-          f"{spark['load_before']:.1f}->{spark['load_after']:.1f})", flush=True)
-    print(f"  memory: driver python peak {_fmt_mb(spark['driver_python_peak_mb'])}, JVM peak "
-          f"RSS {_fmt_mb(spark['jvm_peak_rss_mb'])}, JVM heap after GC "
-          f"{_fmt_mb(spark['jvm_heap_used_after_gc_mb'])} (committed "
-          f"{_fmt_mb(spark['jvm_heap_committed_mb'])}), largest python worker peak "
-          f"{_fmt_mb(spark['worker_python_peak_mb'])}", flush=True)
-    result = {"name": name, "lines": lines, "spark": spark}
+    result = {"name": name, "lines": lines, "spark": {}}
+    for how in hows:
+        run = _child("spark", paths, os.path.join(work, f"spark-{name}"), master, how)
+        cpu = run["cpu_seconds"]
+        print(f"  spark {how:8s} {master}: {run['seconds']:7.1f} s {lines / run['seconds']:9,.0f}"
+              f" lines/s  ({run['windows']:,} windows; CPU s: JVM {cpu['jvm']:.0f}, Python "
+              f"workers {cpu['workers']:.0f}, driver {cpu['driver']:.0f}; load "
+              f"{run['load_before']:.1f}->{run['load_after']:.1f}; not counted: session start "
+              f"{run['startup_seconds']:.0f} s, warm-up {run['warmup_seconds']:.0f} s)", flush=True)
+        print(f"    peak memory: driver python {_fmt_mb(run['driver_python_peak_mb'])}, JVM RSS "
+              f"{_fmt_mb(run['jvm_peak_rss_mb'])}; JVM heap after GC "
+              f"{_fmt_mb(run['jvm_heap_used_after_gc_mb'])} (committed "
+              f"{_fmt_mb(run['jvm_heap_committed_mb'])}); largest python worker "
+              f"{_fmt_mb(run['worker_python_peak_mb'])}", flush=True)
+        result["spark"][how] = run
     if with_reference:
         ref = _child("reference", paths, os.path.join(work, f"ref-{name}"))
-        if ref["lines"] != lines or ref["windows"] != spark["windows"]:
+        windows = {r["windows"] for r in result["spark"].values()}
+        if ref["lines"] != lines or windows != {ref["windows"]}:
             raise SystemExit(f"reference and Spark disagree: {ref['lines']} vs {lines} lines, "
-                             f"{ref['windows']} vs {spark['windows']} windows")
-        ref_rate = lines / ref["seconds"]
-        print(f"  reference (1 proc): {ref['seconds']:7.1f} s  {ref_rate:10,.0f} lines/s  "
-              f"(CPU {ref['cpu_seconds']:.0f} s; peak {_fmt_mb(ref['python_peak_mb'])}; load "
-              f"{ref['load_before']:.1f}->{ref['load_after']:.1f})", flush=True)
-        print(f"  ratio spark / reference: {rate / ref_rate:.2f}x", flush=True)
+                             f"{ref['windows']} vs {windows} windows")
+        print(f"  reference (1 process): {ref['seconds']:7.1f} s {lines / ref['seconds']:9,.0f}"
+              f" lines/s  (CPU {ref['cpu_seconds']:.0f} s; peak "
+              f"{_fmt_mb(ref['python_peak_mb'])}; load {ref['load_before']:.1f}->"
+              f"{ref['load_after']:.1f})", flush=True)
         result["reference"] = ref
-        result["ratio"] = rate / ref_rate
-    for d in glob.glob(os.path.join(work, f"*-{name}")):
+        result["ratio"] = {how: ref["seconds"] / run["seconds"]
+                           for how, run in result["spark"].items()}
+        print("  ratio spark / reference: " + ", ".join(
+            f"{how} {r:.2f}x" for how, r in result["ratio"].items()), flush=True)
+    for d in glob.glob(os.path.join(work, f"*-{name}*")):
         shutil.rmtree(d, ignore_errors=True)
     return result
 
@@ -293,7 +342,7 @@ def main(argv=None):
     if args.child:
         spec = json.loads(args.child)
         if spec["kind"] == "spark":
-            result = run_spark(spec["paths"], spec["out"], spec["master"])
+            result = run_spark(spec["paths"], spec["out"], spec["master"], spec["how"])
         else:
             result = run_reference(spec["paths"], spec["out"])
         print(json.dumps(result))
@@ -330,16 +379,20 @@ def main(argv=None):
         results.append(measure("synthetic-small", [os.path.join(small, "*.ann")], work,
                                with_reference=False, master=args.master))
     results.append(measure("synthetic", [os.path.join(corpus, "*.ann")], work,
-                           master=args.master))
+                           hows=("prepare", "stages"), master=args.master))
 
-    print("\n== summary")
+    print("\n== summary (lines/s; peak memory of the Spark driver)")
     for r in results:
-        s = r["spark"]
-        ratio = f"{r['ratio']:.2f}x reference" if "ratio" in r else "no reference run"
-        print(f"  {r['name']:16s} {r['lines']:>10,} lines  spark {r['lines'] / s['seconds']:>8,.0f}"
-              f" lines/s  {ratio};  driver python peak {_fmt_mb(s['driver_python_peak_mb'])},"
-              f" JVM peak RSS {_fmt_mb(s['jvm_peak_rss_mb'])}, JVM heap after GC "
-              f"{_fmt_mb(s['jvm_heap_used_after_gc_mb'])}")
+        for how, run in r["spark"].items():
+            ratio = f"{r['ratio'][how]:.2f}x reference" if "ratio" in r else "no reference"
+            print(f"  {r['name']:16s} {r['lines']:>10,} lines  spark {how:8s} "
+                  f"{r['lines'] / run['seconds']:>8,.0f}  {ratio:16s}  driver python "
+                  f"{_fmt_mb(run['driver_python_peak_mb'])}, JVM RSS "
+                  f"{_fmt_mb(run['jvm_peak_rss_mb'])}, JVM heap after GC "
+                  f"{_fmt_mb(run['jvm_heap_used_after_gc_mb'])}")
+        if "reference" in r:
+            print(f"  {r['name']:16s} {r['lines']:>10,} lines  reference        "
+                  f"{r['lines'] / r['reference']['seconds']:>8,.0f}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1)

@@ -20,19 +20,35 @@ import json
 import logging
 import os
 
+from functools import partial
+
 from pyspark.sql import Observation
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from focalseq.config import Config
 from focalseq.pipelines import builders
-from focalseq.stages.parse import PROBLEM_CODES, list_files, problem_code, split_problems
+from focalseq.stages.parse import (PROBLEM_CODES, arrow_batch_size, list_files,
+                                   problem_code, split_problems)
 from focalseq.stages.split import SPLITS
+from focalseq.stages.windows import WINDOW_FIELDS
 
 logger = logging.getLogger(__name__)
 
 MAX_PROBLEM_SAMPLES = 50
 MANIFEST = "_manifest.json"
 PROBLEMS_DIR = "_problems"
+
+# What the prepare pass emits: window rows (start set), problem rows (problem set) and
+# label-count rows (n_lines set: one per run of a document's lines in a batch).
+PREPARE_SCHEMA = T.StructType(
+    [T.StructField("doc_id", T.StringType(), False)]
+    + [T.StructField(f.name, f.dataType, True) for f in WINDOW_FIELDS]
+    + [T.StructField("problem", T.StringType(), True),
+       T.StructField("line_no", T.IntegerType(), True),
+       T.StructField("lines_dropped", T.IntegerType(), True),
+       T.StructField("n_lines", T.IntegerType(), True),
+       T.StructField("label_counts", T.ArrayType(T.LongType(), False), True)])
 
 
 def input_paths(cfg: Config) -> list:
@@ -60,6 +76,13 @@ def parse_and_featurize(spark, cfg: Config, paths=None, fmt=None):
 def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     """Parses, featurizes, splits and windows the configured files into `out_dir`.
 
+    The stages' executor functions (YeddaParser, LineFeaturizer, Windower) run composed
+    in one Python pass per partition, which spares two Arrow round trips between the
+    JVM and Python per line; the windows are exactly those of the stages applied one
+    after the other. Alongside the windows the pass emits problem records and per-
+    document label counts, which observed metrics aggregate while the windows are
+    written.
+
     Args:
         spark: the session.
         cfg: configuration (data, features, windows, labels).
@@ -70,28 +93,35 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     """
     out_dir = os.path.abspath(out_dir or os.path.join(cfg.output.dir, "windows"))
     paths = input_paths(cfg)
+    parser, featurizer = builders.parser(cfg), builders.featurizer(cfg)
+    windower = builders.windower(cfg)
+    obs_files, obs_parse, obs_split = (Observation(n) for n in ("files", "parse", "split"))
     files = list_files(spark, paths, recursive=cfg.data.recursive)
-    obs_files, obs_parse, obs_labels, obs_windows = (
-        Observation(name) for name in ("files", "parse", "labels", "windows"))
     files = files.observe(obs_files, F.count(F.lit(1)).alias("files"))
-    parsed = builders.parser(cfg).transform(files).observe(obs_parse, *_parse_metrics())
-    lines, _ = split_problems(parsed)
-    lines = builders.splitter(cfg).transform(lines)
-    lines = lines.observe(obs_labels, *_label_metrics(cfg))
-    featurizer = builders.featurizer(cfg)
-    windows = builders.windower(cfg).transform(featurizer.transform(lines))
-    windows = windows.observe(obs_windows, *[
-        F.sum(F.when(F.col("split") == s, 1).otherwise(0)).alias(s) for s in SPLITS])
+    rows = files.mapInArrow(partial(
+        _prepare_partition, parse=parser.batch_function(arrow_batch_size(files)),
+        featurize=featurizer.batch_function(),
+        window=windower.batch_function(["doc_id"], featurizer.getMaxTokens(),
+                                       featurizer.n_shape()),
+        labels=list(cfg.labels), multi_label=cfg.multi_label,
+        sep=windower.getLabelSeparator()), schema=PREPARE_SCHEMA)
+    rows = rows.observe(obs_parse, *_parse_metrics())
+    rows = builders.splitter(cfg).transform(rows)
+    rows = rows.observe(obs_split, *_split_metrics(cfg))
+    windows = rows.filter(F.col("start").isNotNull()).select(
+        "doc_id", "split", *[f.name for f in WINDOW_FIELDS])
+    windows = windower.with_metadata(windows, featurizer.getMaxTokens(), featurizer.n_shape())
 
     (windows.write.mode("overwrite").partitionBy("split")
      .option("parquet.block.size", str(cfg.windows.row_group_bytes))
      .parquet(out_dir))
 
+    split_row = obs_split.get
     report = _parse_report(obs_parse.get, obs_files.get["files"])
-    label_counts = _label_counts(obs_labels.get, cfg)
-    window_counts = {s: int(obs_windows.get[s] or 0) for s in SPLITS
-                     if obs_windows.get[s]}
-    report["lines_in_splits"] = int(obs_labels.get["lines"] or 0)
+    report["lines_in_splits"] = int(split_row["lines"] or 0)
+    label_counts = _label_counts(split_row, cfg)
+    window_counts = {s: int(split_row[f"windows_{s}"] or 0) for s in SPLITS
+                     if split_row[f"windows_{s}"]}
     report["problem_samples"] = []
     if report["problems"]:
         report["problem_samples"] = _write_problems(spark, cfg, paths, out_dir)
@@ -126,19 +156,19 @@ def load_manifest(out_dir: str) -> dict:
 
 
 def _parse_metrics():
-    """Fixed-size aggregates over the parser's rows (lines and problems)."""
-    is_line = F.col("problem").isNull()
+    """Fixed-size aggregates over the pass's rows: windows, problems, label counts."""
+    is_problem = F.col("problem").isNotNull()
     code = problem_code(F.col("problem"))
 
     def count(cond):
         return F.sum(F.when(cond, 1).otherwise(0))
 
-    return [count(is_line).alias("lines_out"),
-            count(~is_line).alias("problems"),
-            F.sum(F.coalesce(F.col("lines_dropped"), F.lit(0))).alias("lines_dropped"),
-            count(is_line & (F.col("line_idx") == 0)).alias("documents"),
-            count(~is_line & ~code.isin(*PROBLEM_CODES)).alias("problem_other"),
-            *[count(~is_line & (code == c)).alias(f"problem_{c}") for c in PROBLEM_CODES]]
+    return [F.sum("n_lines").alias("lines_out"),
+            count(is_problem).alias("problems"),
+            F.sum("lines_dropped").alias("lines_dropped"),
+            count(F.col("start") == 0).alias("documents"),
+            count(is_problem & ~code.isin(*PROBLEM_CODES)).alias("problem_other"),
+            *[count(is_problem & (code == c)).alias(f"problem_{c}") for c in PROBLEM_CODES]]
 
 
 def _parse_report(row: dict, n_files: int) -> dict:
@@ -150,19 +180,16 @@ def _parse_report(row: dict, n_files: int) -> dict:
             "problems_by_reason": {c: n for c, n in by_reason.items() if n}}
 
 
-def _label_metrics(cfg: Config):
-    """One count per (split, label): a small fixed set of sums, not a collect."""
-    if cfg.multi_label:
-        parts = F.split(F.col("label"), r"\|")
-
-        def has(label):
-            return F.array_contains(parts, label)
-    else:
-        def has(label):
-            return F.col("label") == label
-    return [F.count(F.lit(1)).alias("lines")] + [
-        F.sum(F.when((F.col("split") == s) & has(lab), 1).otherwise(0)).alias(f"{s}_{j}")
-        for s in SPLITS for j, lab in enumerate(cfg.labels)]
+def _split_metrics(cfg: Config):
+    """Per split: lines per label and windows; a small fixed set of sums, not a collect."""
+    out = [F.sum("n_lines").alias("lines")]
+    for s in SPLITS:
+        in_split = F.col("split") == s
+        out.append(F.sum(F.when(in_split & F.col("start").isNotNull(), 1).otherwise(0))
+                   .alias(f"windows_{s}"))
+        out += [F.sum(F.when(in_split, F.col("label_counts")[j])).alias(f"{s}_{j}")
+                for j in range(len(cfg.labels))]
+    return out
 
 
 def _label_counts(row: dict, cfg: Config) -> dict:
@@ -183,3 +210,94 @@ def _write_problems(spark, cfg: Config, paths, out_dir: str) -> list:
     problems.write.mode("overwrite").parquet(path)
     return [r.asDict() for r in spark.read.parquet(path).orderBy("doc_id", "line_no")
             .limit(MAX_PROBLEM_SAMPLES).collect()]
+
+
+# -- the executor side ---------------------------------------------------------------
+
+def _prepare_partition(batches, parse, featurize, window, labels, multi_label, sep):
+    """mapInArrow body: paths -> parse -> features -> windows in one Python pass."""
+    import pyarrow.compute as pc
+
+    side = []  # problem and label-count batches, emitted between window batches
+
+    def lines():
+        for batch in parse(batches):
+            is_line = pc.is_null(batch.column("problem"))
+            if batch.column("problem").null_count < batch.num_rows:
+                side.append(_problem_rows(batch.filter(pc.invert(is_line))))
+            batch = batch.filter(is_line)
+            if batch.num_rows:
+                side.append(_count_rows(batch, labels, multi_label, sep))
+                yield batch
+
+    def window_input(featurized):
+        for batch in featurized:
+            yield batch.select(["doc_id", "line_idx", "n_lines", "label", "token_ids",
+                                "shape"])
+
+    for batch in window(window_input(featurize(lines()))):
+        while side:
+            yield side.pop()
+        yield _with_all_columns({name: batch.column(name) for name in batch.schema.names},
+                                batch.num_rows)
+    while side:
+        yield side.pop()
+
+
+def _with_all_columns(columns: dict, n: int):
+    """A record batch of PREPARE_SCHEMA: the given columns, nulls elsewhere."""
+    import pyarrow as pa
+
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, type=_arrow_type(f.name))
+              for f in PREPARE_SCHEMA.fields]
+    return pa.RecordBatch.from_arrays(arrays, names=PREPARE_SCHEMA.names)
+
+
+def _list_of(kind):
+    import pyarrow as pa
+
+    return pa.list_(pa.field("element", kind, nullable=False))
+
+
+def _arrow_type(name):
+    """The Arrow type of a PREPARE_SCHEMA column."""
+    import pyarrow as pa
+
+    lists = {"token_ids": pa.int32(), "shape": pa.float32(), "y": pa.float32(),
+             "mask": pa.float32(), "label_counts": pa.int64()}
+    if name in lists:
+        return _list_of(lists[name])
+    return pa.string() if name in ("doc_id", "problem") else pa.int32()
+
+
+def _problem_rows(batch):
+    return _with_all_columns({name: batch.column(name) for name in
+                              ("doc_id", "problem", "line_no", "lines_dropped")},
+                             batch.num_rows)
+
+
+def _count_rows(batch, labels, multi_label, sep):
+    """One row per run of a document's lines: its number of lines and lines per label."""
+    import numpy as np
+    import pyarrow as pa
+
+    doc = batch.column("doc_id")
+    codes = doc.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    run = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [len(codes)]])))
+    encoded = batch.column("label").dictionary_encode()
+    label_codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    index = {lab: j for j, lab in enumerate(labels)}
+    counts = np.zeros((len(starts), len(labels)), dtype=np.int64)
+    for code, value in enumerate(encoded.dictionary.to_pylist()):
+        names = value.split(sep) if multi_label else [value]
+        for j in {index[x] for x in names if x in index}:
+            np.add.at(counts[:, j], run[label_codes == code], 1)
+    n_lines = np.bincount(run, minlength=len(starts)).astype(np.int32)
+    values = pa.array(counts.reshape(-1))
+    offsets = pa.array(np.arange(0, counts.size + 1, len(labels), dtype=np.int32))
+    return _with_all_columns({
+        "doc_id": doc.take(pa.array(starts)), "n_lines": pa.array(n_lines),
+        "label_counts": pa.ListArray.from_arrays(offsets, values,
+                                                 type=_list_of(pa.int64()))}, len(starts))

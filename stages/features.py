@@ -13,7 +13,7 @@ expressions only on the lines a cheap substring test cannot rule out, token hash
 memoised), which is several times faster than calling them line by line.
 """
 import logging
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -23,6 +23,8 @@ from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
+
+from focalseq.stages._worker import lighten_task_setup
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +162,16 @@ class LineFeaturizer(Transformer, _LineFeaturizerParams, DefaultParamsReadable,
                 "n_shape": self.n_shape(),
                 "shape_features": list(self.enabled_shape_features())}
 
-    def _transform(self, dataset: DataFrame) -> DataFrame:
+    def batch_function(self):
+        """The executor function: line batches -> the same batches + token_ids, shape.
+
+        A picklable callable of plain values (see YeddaParser.batch_function).
+        """
         self._validate()
+        return partial(_featurize_batches, cfg=self.token_config(),
+                       enabled=self.enabled_shape_features())
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
         missing = [c for c in INPUT_COLUMNS if c not in dataset.columns]
         if missing:
             raise ValueError(f"LineFeaturizer: input column(s) {missing} missing; it needs "
@@ -169,14 +179,11 @@ class LineFeaturizer(Transformer, _LineFeaturizerParams, DefaultParamsReadable,
         for name in ("token_ids", "shape"):
             if name in dataset.columns:
                 raise ValueError(f"LineFeaturizer: the input already has a {name!r} column")
-        cfg = self.token_config()
-        enabled = self.enabled_shape_features()
         schema = T.StructType(dataset.schema.fields + [
             T.StructField("token_ids", T.ArrayType(T.IntegerType(), False), False),
             T.StructField("shape", T.ArrayType(T.FloatType(), False), False),
         ])
-        out = dataset.mapInArrow(lambda batches: _featurize_batches(batches, cfg, enabled),
-                                 schema=schema)
+        out = dataset.mapInArrow(self.batch_function(), schema=schema)
         meta = {META_KEY: self.feature_metadata()}
         return out.withMetadata("token_ids", meta).withMetadata("shape", meta)
 
@@ -194,6 +201,7 @@ def _featurize_batches(batches, cfg, enabled):
     """mapInArrow body: appends token_ids and shape to every batch."""
     import pyarrow as pa
 
+    lighten_task_setup()
     hasher = _TokenHasher(cfg)
     for batch in batches:
         cols = {name: batch.column(batch.schema.get_field_index(name))

@@ -21,6 +21,7 @@ U+FFFD replacements and parsed as usual).
 """
 import json
 import logging
+from functools import partial
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
@@ -29,6 +30,8 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from focalseq.stages._worker import lighten_task_setup
 
 logger = logging.getLogger(__name__)
 
@@ -217,24 +220,36 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
             raise ValueError(f"labelMap: expected a {{raw label: label}} object of strings, "
                              f"got {mapping!r}")
 
-    def _transform(self, dataset: DataFrame) -> DataFrame:
+    def batch_function(self, batch_lines: int = 10000):
+        """The executor function: Arrow batches of paths (first column) -> line batches.
+
+        A picklable callable of plain values; `_transform` runs it with mapInArrow, and a
+        job may compose it with the next stages' functions in one Python pass.
+        """
         self._validate()
-        if self.getPathCol() not in dataset.columns:
-            raise ValueError(f"pathCol: input has no column {self.getPathCol()!r}; columns "
-                             f"are {dataset.columns} (list_files makes a 'path' column)")
-        batch = int(dataset.sparkSession.conf.get(
-            "spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
         spec = {
             "format": self.getFormat(),
             "label_map": {"keep": self.getKeepLabels() or None,
                           "default": self.getDefaultLabel(),
                           "explicit": self.getLabelMap() or None},
             "strict": self.getStrict(),
-            "batch_lines": batch if batch > 0 else 10000,
+            "batch_lines": batch_lines if batch_lines > 0 else 10000,
         }
+        return partial(_parse_partition, spec=spec)
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        if self.getPathCol() not in dataset.columns:
+            raise ValueError(f"pathCol: input has no column {self.getPathCol()!r}; columns "
+                             f"are {dataset.columns} (list_files makes a 'path' column)")
         paths = dataset.select(F.col(self.getPathCol()).cast("string").alias("path"))
-        return paths.mapInArrow(lambda batches: _parse_partition(batches, spec),
+        return paths.mapInArrow(self.batch_function(arrow_batch_size(dataset)),
                                 schema=LINE_SCHEMA)
+
+
+def arrow_batch_size(df: DataFrame) -> int:
+    """The session's spark.sql.execution.arrow.maxRecordsPerBatch (default 10000)."""
+    return int(df.sparkSession.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch",
+                                        "10000"))
 
 
 def split_problems(parsed: DataFrame):
@@ -340,6 +355,7 @@ def _parse_partition(batches, spec):
     from focalseq.text.yedda import AnnotationError, LabelMap, decode_bytes, parse_plain, \
         parse_yedda
 
+    lighten_task_setup()
     label_map = _LabelMemo(LabelMap(**spec["label_map"]))
     plain = spec["format"] == "plain"
     strict = spec["strict"]

@@ -22,6 +22,7 @@ order) and a document split across partitions fails the task naming it. With
 ``inputOrder="any"`` lines are first grouped by document with a shuffle.
 """
 import logging
+from functools import partial
 
 import numpy as np
 from pyspark import keyword_only
@@ -33,12 +34,21 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from focalseq.stages._params import HasLabels, HasMultiLabel, HasWindow
+from focalseq.stages._worker import lighten_task_setup
 
 logger = logging.getLogger(__name__)
 
 META_KEY = "focalseq"
 INPUT_ORDERS = ("grouped", "any")
 ARRAY_COLUMNS = ("token_ids", "shape", "y", "mask")
+WINDOW_FIELDS = [
+    T.StructField("start", T.IntegerType(), False),
+    T.StructField("n_valid", T.IntegerType(), False),
+    T.StructField("token_ids", T.ArrayType(T.IntegerType(), False), False),
+    T.StructField("shape", T.ArrayType(T.FloatType(), False), False),
+    T.StructField("y", T.ArrayType(T.FloatType(), False), False),
+    T.StructField("mask", T.ArrayType(T.FloatType(), False), False),
+]
 
 
 class _WindowerParams(HasLabels, HasWindow, HasMultiLabel):
@@ -127,26 +137,36 @@ class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParam
             dataset = dataset.filter(F.col("problem").isNull())
         max_tokens, n_shape = _feature_dims(dataset)
         keys = ["doc_id"] + (["split"] if "split" in fields else [])
-        spec = {"labels": self.getLabels(), "window": self.getWindowSize(),
-                "stride": self.getStride(), "multi_label": self.getMultiLabel(),
-                "sep": self.getLabelSeparator(), "keys": keys,
-                "max_tokens": max_tokens, "n_shape": n_shape}
-        out_schema = T.StructType([fields[k] for k in keys] + [
-            T.StructField("start", T.IntegerType(), False),
-            T.StructField("n_valid", T.IntegerType(), False),
-            T.StructField("token_ids", T.ArrayType(T.IntegerType(), False), False),
-            T.StructField("shape", T.ArrayType(T.FloatType(), False), False),
-            T.StructField("y", T.ArrayType(T.FloatType(), False), False),
-            T.StructField("mask", T.ArrayType(T.FloatType(), False), False),
-        ])
+        out_schema = T.StructType([fields[k] for k in keys] + WINDOW_FIELDS)
         if self.getInputOrder() == "grouped":
             cols = keys + ["line_idx", "n_lines", "label", "token_ids", "shape"]
             windows = dataset.select(*cols).mapInArrow(
-                lambda batches: _windows_in_order(batches, spec), schema=out_schema)
+                self.batch_function(keys, max_tokens, n_shape), schema=out_schema)
         else:
+            spec = self._spec(keys, max_tokens, n_shape)
             cols = keys + ["line_idx", "label", "token_ids", "shape"]
             windows = dataset.select(*cols).groupBy(*keys).applyInArrow(
-                lambda table: _windows_of_group(table, spec), schema=out_schema)
+                partial(_windows_of_group, spec=spec), schema=out_schema)
+        return self.with_metadata(windows, max_tokens, n_shape)
+
+    def _spec(self, keys, max_tokens, n_shape) -> dict:
+        return {"labels": self.getLabels(), "window": self.getWindowSize(),
+                "stride": self.getStride(), "multi_label": self.getMultiLabel(),
+                "sep": self.getLabelSeparator(), "keys": list(keys),
+                "max_tokens": int(max_tokens), "n_shape": int(n_shape)}
+
+    def batch_function(self, keys, max_tokens: int, n_shape: int):
+        """The executor function of ``inputOrder="grouped"``: line batches -> windows.
+
+        Input batches hold `keys` (doc_id first), line_idx, n_lines, label, token_ids and
+        shape, each document's lines contiguous and in order; output columns are `keys`
+        then those of WINDOW_FIELDS. A picklable callable of plain values.
+        """
+        self._validate()
+        return partial(_windows_in_order, spec=self._spec(keys, max_tokens, n_shape))
+
+    def with_metadata(self, windows: DataFrame, max_tokens: int, n_shape: int) -> DataFrame:
+        """`windows` with the window dimensions on its array columns."""
         meta = window_metadata(self.getLabels(), self.getWindowSize(), self.getStride(),
                                max_tokens, n_shape, self.getMultiLabel())
         for col in ARRAY_COLUMNS:
@@ -195,6 +215,7 @@ def _windows_in_order(batches, spec):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    lighten_task_setup()
     pending = []
     for batch in batches:
         if batch.num_rows == 0:
@@ -227,6 +248,7 @@ def _windows_of_group(table, spec):
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    lighten_task_setup()
     order = pc.sort_indices(table, sort_keys=[("line_idx", "ascending")])
     return pa.Table.from_batches([_window_batch(table.take(order), spec,
                                                 check_complete=False)])

@@ -168,3 +168,23 @@ def test_petastorm_reads_a_split_folder_as_training_does(spark, prepared):
     two = [read_windows("file://" + manifest["splits"][split], dims, r, 2)["mask"].shape[0]
            for r in (0, 1)]
     assert sum(two) == n  # petastorm shards by row group; together they cover the split
+
+
+def test_windows_equal_those_of_the_stages_applied_one_by_one(spark, prepared):
+    from focalseq.pipelines import builders
+    from focalseq.stages.parse import list_files, split_problems
+
+    cfg = prepared["cfg"]
+    lines, _ = split_problems(builders.parser(cfg).transform(
+        list_files(spark, cfg.data.paths)))
+    chain = builders.windower(cfg).transform(builders.featurizer(cfg).transform(
+        builders.splitter(cfg).transform(lines)))
+    cols = ["doc_id", "split", "start", "n_valid", "token_ids", "shape", "y", "mask"]
+
+    def rows(df):
+        return sorted(tuple(tuple(v) if isinstance(v, list) else v for v in r)
+                      for r in df.select(*cols).collect())
+
+    written = rows(spark.read.parquet(prepared["out"]))
+    assert len(written) == sum(prepared["manifest"]["window_counts"].values())
+    assert written == rows(chain)
