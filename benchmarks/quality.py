@@ -68,8 +68,14 @@ def parse_args(argv=None):
     p.add_argument("--conf", default=_skol.DEFAULT_CONF)
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="config override, e.g. train.encoder=cnn")
+    p.add_argument("--members", type=int, default=1,
+                   help="> 1: each seed trains an EnsembleEstimator of this many members "
+                        "(member seeds seed*K .. seed*K+K-1) and reports the ensemble")
     p.add_argument("--no-baseline", action="store_true", help="skip the logistic baseline")
     p.add_argument("--baseline-only", action="store_true")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain runs already recorded in <run-dir>/quality_runs.jsonl for the "
+                        "same section, model, seed and configuration (default: reuse them)")
     args = p.parse_args(argv)
     losses = [x for x in args.losses.split(",") if x]
     unknown = [x for x in losses if x not in LOSS_CONFIGS]
@@ -106,12 +112,24 @@ def main(argv=None) -> int:
     print(f"windows: {manifest['windows_dir']} ({time.time() - started:.0f}s); "
           f"label counts {json.dumps(manifest['label_counts'])}", flush=True)
 
+    # Every finished run is recorded at once, so an interrupted comparison resumes where
+    # it stopped instead of retraining what it already has.
+    ledger = Ledger(os.path.join(args.run_dir, "quality_runs.jsonl"), args.name,
+                    fresh=args.fresh)
+    data_digest = _digest(cfg, ("labels", "data"))  # all the baseline depends on
+    net_digest = _digest(cfg, ("labels", "data", "features", "windows", "train"))
     results = {}
     if not args.no_baseline:
-        results[BASELINE] = [run_baseline(spark, cfg, args.name)]
+        results[BASELINE] = [
+            ledger.get(BASELINE, None, data_digest) or ledger.put(
+                BASELINE, None, data_digest, run_baseline(spark, cfg, args.name))]
     for loss in args.losses:
-        results[loss] = [run_network(spark, cfg, manifest, loss, seed, args.name)
-                         for seed in args.seeds]
+        model_name = loss if args.members == 1 else f"{loss} x{args.members} ensemble"
+        results[model_name] = [
+            ledger.get(model_name, seed, net_digest) or ledger.put(
+                model_name, seed, net_digest,
+                run_network(spark, cfg, manifest, loss, seed, args.name, args.members))
+            for seed in args.seeds]
 
     table = format_table(results, cfg)
     print("\n" + table, flush=True)
@@ -119,6 +137,44 @@ def main(argv=None) -> int:
         write_section(args.out, args.name, section_text(args, cfg, table))
         print(f"wrote section '{args.name}' of {args.out}")
     return 0
+
+
+class Ledger:
+    """Finished runs as JSON lines, keyed by section, model, seed and config digest."""
+
+    def __init__(self, path: str, section: str, fresh: bool = False):
+        self.path, self.section = path, section
+        self.rows = {}
+        if not fresh and os.path.exists(path):
+            with open(path) as fh:
+                for line in fh:
+                    rec = json.loads(line)
+                    if rec["section"] == section:
+                        self.rows[(rec["model"], rec["seed"], rec["digest"])] = rec["row"]
+
+    def get(self, model: str, seed, digest: str):
+        row = self.rows.get((model, seed, digest))
+        if row is not None:
+            print(f"{model}{'' if seed is None else f' seed {seed}'}: reused from {self.path}")
+        return row
+
+    def put(self, model: str, seed, digest: str, row: dict) -> dict:
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps({"section": self.section, "digest": digest, "model": model,
+                                 "seed": seed, "row": row}) + "\n")
+        return row
+
+
+def _digest(cfg, sections) -> str:
+    """Digest of the config sections a run depends on (seed and run id excluded)."""
+    import hashlib
+
+    d = cfg.to_dict()
+    picked = {k: d[k] for k in sections}
+    if "train" in picked:
+        picked["train"] = {k: v for k, v in picked["train"].items()
+                           if k not in ("seed", "run_id", "loss", "loss_config")}
+    return hashlib.sha256(json.dumps(picked, sort_keys=True).encode()).hexdigest()[:12]
 
 
 # -- one run each -----------------------------------------------------------------------
@@ -146,7 +202,7 @@ def run_baseline(spark, cfg, name: str) -> dict:
     return row
 
 
-def run_network(spark, cfg, manifest, loss: str, seed: int, name: str) -> dict:
+def run_network(spark, cfg, manifest, loss: str, seed: int, name: str, members: int = 1) -> dict:
     import mlflow
 
     from focalseq.pipelines import builders
@@ -159,10 +215,13 @@ def run_network(spark, cfg, manifest, loss: str, seed: int, name: str) -> dict:
         mlflow.set_tags({"section": name, "model": "bilstm", "loss": loss})
         mlflow.log_params(_skol.flat_params(run_cfg))
         est = builders.estimator(run_cfg, label_counts=manifest["label_counts"]["train"])
+        if members > 1:
+            est = _ensemble(est, [seed * members + i for i in range(members)])
         t0 = time.time()
         model = est.fit(windows.filter(windows.split.isin("train", "validation")))
         seconds = time.time() - t0
-        history = model.training_summary["history"]
+        fitted = getattr(model, "members", None) or [model]
+        history = fitted[0].training_summary["history"]
         best = max(history, key=lambda r: r.get("val_focal_macro_f1", -1.0)) if history else {}
 
         val = model.transform(windows.filter(windows.split == "validation"))
@@ -181,6 +240,15 @@ def run_network(spark, cfg, manifest, loss: str, seed: int, name: str) -> dict:
            "epochs_run": len(history), "best_epoch": best.get("epoch", -1) + 1}
     _print_run(loss, seed, row)
     return row
+
+
+def _ensemble(estimator, seeds):
+    """An EnsembleEstimator sharing `estimator`'s params, one member per seed."""
+    from focalseq.stages.ensemble import EnsembleEstimator
+
+    shared = {p.name: estimator.getOrDefault(p) for p in estimator.params
+              if estimator.isDefined(p)}
+    return EnsembleEstimator(**shared, memberParams=[{"seed": s} for s in seeds])
 
 
 def tune_offsets(frame, labels, focal_labels) -> list:
@@ -287,12 +355,15 @@ def format_table(results: dict, cfg) -> str:
 def section_text(args, cfg, table: str) -> str:
     t = cfg.train
     cmd = " ".join(["python", "benchmarks/quality.py"] + (sys.argv[1:] if sys.argv else []))
+    f = cfg.features
     settings = (f"encoder {t.encoder}, embedding {t.embedding_dim}, hidden {t.hidden_size}, "
-                f"layers {t.num_layers}, dropout {t.dropout}, window {cfg.windows.size}/"
-                f"{cfg.windows.stride}, max_tokens {cfg.features.max_tokens}, char n-grams "
-                f"{cfg.features.char_ngrams}, epochs {t.epochs} (patience "
-                f"{t.early_stopping_patience}), batch {t.batch_size} x {t.num_proc} workers, "
-                f"lr {t.learning_rate}")
+                f"layers {t.num_layers}, dropout {t.dropout}, token dropout {t.token_dropout}, "
+                f"window {cfg.windows.size}/{cfg.windows.stride}, max_tokens {f.max_tokens}, "
+                f"char n-grams {f.char_ngrams}, shape features "
+                f"{len(f.shape_features) or 'all'}, epochs {t.epochs} (patience "
+                f"{t.early_stopping_patience}, restore best {t.restore_best}), batch "
+                f"{t.batch_size} x {t.num_proc} workers, lr {t.learning_rate} ({t.lr_decay} "
+                f"decay)")
     return (f"Command: `{cmd}`\n\nNetwork: {settings}. Test: Mycotaxon Vol117 (line level); "
             f"mean ± sd over seeds {args.seeds}; *tuned*: log-probability offsets chosen on "
             f"the validation volume.\n\n{table}\n")

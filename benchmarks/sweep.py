@@ -29,14 +29,14 @@ COLUMNS = ("doc_id", "start", "n_valid", "token_ids", "shape", "y", "mask")
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--name", required=True, help="label of this variant in sweep.jsonl")
+    p.add_argument("--name", help="label of this variant in sweep.jsonl")
+    p.add_argument("--summary", action="store_true",
+                   help="print the markdown table of every variant in sweep.jsonl and exit")
     p.add_argument("--data", default=_skol.DEFAULT_DATA)
     p.add_argument("--run-dir", default=_skol.DEFAULT_RUN_DIR)
     p.add_argument("--conf", default=_skol.DEFAULT_CONF)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--decay", choices=("none", "cosine"), default="none",
-                   help="learning-rate schedule (cosine: to 0 over all epochs)")
     p.add_argument("--threads", type=int, default=2, help="TensorFlow CPU threads")
     return p.parse_args(argv)
 
@@ -85,7 +85,7 @@ def f1_scores(probs, truth, n_labels) -> list:
     return scores
 
 
-def train_one(cfg, manifest, data, seed: int, decay: str) -> list:
+def train_one(cfg, manifest, data, seed: int) -> list:
     import numpy as np
     import tensorflow as tf
 
@@ -112,7 +112,7 @@ def train_one(cfg, manifest, data, seed: int, decay: str) -> list:
     batch = t.batch_size * t.num_proc
     steps = int(np.ceil(len(train["mask"]) / batch))
     lr = t.learning_rate * t.num_proc
-    if decay == "cosine":
+    if t.lr_decay == "cosine":  # as the worker's schedule (no warm-up here)
         lr = tf.keras.optimizers.schedules.CosineDecay(lr, t.epochs * steps)
     model.compile(optimizer=tf.keras.optimizers.legacy.Adam(lr), loss=loss)
     inputs = {"token_ids": train["token_ids"], "shape": train["shape"]}
@@ -141,8 +141,46 @@ def train_one(cfg, manifest, data, seed: int, decay: str) -> list:
     return history
 
 
+def summary(path: str, labels=("Nomenclature", "Description", "Misc-exposition")) -> str:
+    """Markdown: per variant, test F1 at the last epoch (mean ± sd over seeds) and the
+    focal macro-F1 at the epoch a validation-based early stop would have kept."""
+    import statistics
+
+    runs = {}
+    with open(path) as fh:
+        for line in fh:
+            record = json.loads(line)
+            runs.setdefault(record["name"], {})[record["seed"]] = record  # last run wins
+
+    def cell(values):
+        if len(values) == 1:
+            return f"{values[0]:.3f}"
+        return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+    short = [lab[:4] if "-" not in lab else "ME" for lab in labels]
+    rows = ["| variant | overrides | seeds | " + " | ".join(f"{s} F1" for s in short)
+            + " | macro F1 N+D (last epoch) | macro F1 N+D (best-validation epoch) |",
+            "|" + " --- |" * (len(labels) + 5)]
+    for name, by_seed in runs.items():
+        records = [by_seed[k] for k in sorted(by_seed)]
+        last = [r["history"][-1] for r in records]
+        best = [max(r["history"], key=lambda h: h["validation_focal_macro_f1"])
+                for r in records]
+        cells = [cell([h[f"test_f1_{lab}"] for h in last]) for lab in labels]
+        overrides = ", ".join(records[0]["overrides"]) or "(conf/skol.yaml)"
+        rows.append(f"| {name} | {overrides} | {len(records)} | " + " | ".join(cells)
+                    + f" | {cell([h['test_focal_macro_f1'] for h in last])}"
+                    + f" | {cell([h['test_focal_macro_f1'] for h in best])} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.summary:
+        print(summary(os.path.join(args.run_dir, "sweep.jsonl")))
+        return 0
+    if not args.name:
+        sys.exit("--name is required to run a variant")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     cfg = _skol.task_config(args.data, args.run_dir, args.overrides, conf=args.conf)
     from focalseq.pipelines.session import get_spark
@@ -163,11 +201,11 @@ def main(argv=None) -> int:
     data = {s: load_split(path, s, manifest) for s in ("train", "validation", "test")}
     out = os.path.join(args.run_dir, "sweep.jsonl")
     for seed in args.seeds:
-        history = train_one(cfg, manifest, data, seed, args.decay)
+        history = train_one(cfg, manifest, data, seed)
         best = max(history, key=lambda r: r["validation_focal_macro_f1"])
         with open(out, "a") as fh:
             fh.write(json.dumps({"name": args.name, "seed": seed, "overrides": args.overrides,
-                                 "decay": args.decay, "windows": path,
+                                 "windows": path,
                                  "history": history}) + "\n")
         print(f"{args.name} seed {seed}: last epoch test macro "
               f"{history[-1]['test_focal_macro_f1']:.3f}; best-validation epoch "
