@@ -19,6 +19,10 @@ epoch / seconds of the epoch. For the estimator the epoch time is rank 0's
 last step, both ranks in lockstep); the per-epoch checkpoint (`seconds`) and the job's
 start-up (Spark tasks, TensorFlow import, reading the shard) are printed separately, not
 included. For Keras it is the time between on_epoch_begin and on_epoch_end.
+
+On a shared machine the wall-clock figures move with other processes' load (printed
+before and after); windows per CPU-second (all processes of a side together, same epochs)
+are printed too, as a load-independent view of the overhead of distribution.
 """
 import argparse
 import os
@@ -44,21 +48,23 @@ def in_memory(data, dims, net_kwargs, batch, epochs, lr) -> dict:
                         len(dims["labels"]), multi_label=dims["multi_label"], **net_kwargs)
     net.compile(optimizer=tf.keras.optimizers.legacy.Adam(lr),
                 loss=build_loss("cross_entropy", {}, dims["labels"]))
-    times = []
+    times, cpu = [], []
 
     class Timer(tf.keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
 
         def on_epoch_end(self, epoch, logs=None):
             times.append(time.perf_counter() - self.started)
+            cpu.append(time.process_time() - self.cpu_started)
 
     n = len(data["mask"])
     net.fit({"token_ids": data["token_ids"], "shape": data["shape"]}, data["y"],
             sample_weight=data["mask"], batch_size=batch, epochs=epochs, verbose=0,
             callbacks=[Timer()])
     steady = statistics.median(times[1:])
-    return {"windows_per_s": n / steady, "epoch_s": steady, "epochs": times}
+    return {"windows_per_s": n / steady, "epoch_s": steady, "epochs": times,
+            "windows_per_cpu_s": n / statistics.median(cpu[1:])}
 
 
 def estimator(windows, args, workers, batch, store) -> dict:
@@ -81,7 +87,9 @@ def estimator(windows, args, workers, batch, store) -> dict:
     per_epoch = history[-1]["windows"]
     checkpoint = statistics.median(r["seconds"] - r["train_seconds"] for r in history[1:])
     trained = sum(r["seconds"] for r in history)
+    cpu = statistics.median(r["train_cpu_seconds"] for r in history[1:])
     return {"windows_per_s": per_epoch / steady, "epoch_s": steady, "checkpoint_s": checkpoint,
+            "windows_per_cpu_s": per_epoch / cpu,
             "startup_s": wall - trained, "wall_s": wall, "windows": per_epoch,
             "epochs": [r["train_seconds"] for r in history]}
 
@@ -90,7 +98,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _throughput.add_data_args(p)
     p.add_argument("--batch", type=int, default=32, help="batch size B (default 32)")
-    p.add_argument("--epochs", type=int, default=4, help="epochs per measurement (>= 2)")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per measurement (>= 2)")
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--store", default="/tmp/focalseq-throughput-store")
     args = p.parse_args(argv)
@@ -125,12 +133,14 @@ def main(argv=None):
             ("estimator, 2 workers x batch B (global 2B)", "est2_B"),
             ("estimator, 2 workers x batch B/2 (global B)", "est2_halfB")]
     print(f"\nsteady-state training throughput, B = {B}, epochs 2..{args.epochs}")
-    print(f"{'':48s} {'windows/s':>10s} {'epoch s':>8s} {'ckpt s':>7s} {'startup s':>9s}")
+    print(f"{'':48s} {'windows/s':>10s} {'epoch s':>8s} {'windows/cpu-s':>13s} "
+          f"{'ckpt s':>7s} {'startup s':>9s}")
     for name, key in rows:
         r = results[key]
         extra = (f"{r['checkpoint_s']:7.2f} {r['startup_s']:9.1f}" if "checkpoint_s" in r
                  else f"{'':7s} {'':9s}")
-        print(f"{name:48s} {r['windows_per_s']:10.0f} {r['epoch_s']:8.2f} {extra}")
+        print(f"{name:48s} {r['windows_per_s']:10.0f} {r['epoch_s']:8.2f} "
+              f"{r['windows_per_cpu_s']:13.0f} {extra}")
     w = {k: r["windows_per_s"] for k, r in results.items()}
     print("\nratios (goal: distributed >= 0.9 x in-memory)")
     print(f"  2 workers x B  / in-memory B   (same batch per process): "
@@ -141,6 +151,10 @@ def main(argv=None):
           f"{w['est2_halfB'] / w['mem_B']:.2f}")
     print(f"  2 workers / 1 worker (batch B each):                    "
           f"{w['est2_B'] / w['est1_B']:.2f}")
+    c = {k: r["windows_per_cpu_s"] for k, r in results.items()}
+    print("CPU efficiency (windows per CPU-second; independent of other processes' load)")
+    print(f"  2 workers x B / in-memory B: {c['est2_B'] / c['mem_B']:.2f}; 2 workers x B / "
+          f"in-memory 2B: {c['est2_B'] / c['mem_2B']:.2f}")
     spark.stop()
 
 
