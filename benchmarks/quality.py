@@ -68,8 +68,9 @@ def parse_args(argv=None):
     p.add_argument("--conf", default=_skol.DEFAULT_CONF)
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="KEY=VALUE", help="config override, e.g. train.encoder=cnn")
-    p.add_argument("--members", type=int, default=1,
-                   help="> 1: each seed trains an EnsembleEstimator of this many members "
+    p.add_argument("--members", type=int, default=None,
+                   help="train.ensemble_members (default: the config's); > 1: each seed "
+                        "trains an EnsembleEstimator of this many members "
                         "(member seeds seed*K .. seed*K+K-1) and reports the ensemble")
     p.add_argument("--no-baseline", action="store_true", help="skip the logistic baseline")
     p.add_argument("--baseline-only", action="store_true")
@@ -97,6 +98,8 @@ def main(argv=None) -> int:
     overrides = list(args.overrides)
     if args.epochs is not None:
         overrides.append(f"train.epochs={args.epochs}")
+    if args.members is not None:
+        overrides.append(f"train.ensemble_members={args.members}")
     cfg = _skol.task_config(args.data, args.run_dir, overrides, conf=args.conf)
 
     import mlflow
@@ -124,11 +127,12 @@ def main(argv=None) -> int:
             ledger.get(BASELINE, None, data_digest) or ledger.put(
                 BASELINE, None, data_digest, run_baseline(spark, cfg, args.name))]
     for loss in args.losses:
-        model_name = loss if args.members == 1 else f"{loss} x{args.members} ensemble"
+        members = cfg.train.ensemble_members
+        model_name = loss if members == 1 else f"{loss} x{members} ensemble"
         results[model_name] = [
             ledger.get(model_name, seed, net_digest) or ledger.put(
                 model_name, seed, net_digest,
-                run_network(spark, cfg, manifest, loss, seed, args.name, args.members))
+                run_network(spark, cfg, manifest, loss, seed, args.name))
             for seed in args.seeds]
 
     table = format_table(results, cfg)
@@ -202,7 +206,7 @@ def run_baseline(spark, cfg, name: str) -> dict:
     return row
 
 
-def run_network(spark, cfg, manifest, loss: str, seed: int, name: str, members: int = 1) -> dict:
+def run_network(spark, cfg, manifest, loss: str, seed: int, name: str) -> dict:
     import mlflow
 
     from focalseq.pipelines import builders
@@ -215,8 +219,6 @@ def run_network(spark, cfg, manifest, loss: str, seed: int, name: str, members: 
         mlflow.set_tags({"section": name, "model": "bilstm", "loss": loss})
         mlflow.log_params(_skol.flat_params(run_cfg))
         est = builders.estimator(run_cfg, label_counts=manifest["label_counts"]["train"])
-        if members > 1:
-            est = _ensemble(est, [seed * members + i for i in range(members)])
         t0 = time.time()
         model = est.fit(windows.filter(windows.split.isin("train", "validation")))
         seconds = time.time() - t0
@@ -240,15 +242,6 @@ def run_network(spark, cfg, manifest, loss: str, seed: int, name: str, members: 
            "epochs_run": len(history), "best_epoch": best.get("epoch", -1) + 1}
     _print_run(loss, seed, row)
     return row
-
-
-def _ensemble(estimator, seeds):
-    """An EnsembleEstimator sharing `estimator`'s params, one member per seed."""
-    from focalseq.stages.ensemble import EnsembleEstimator
-
-    shared = {p.name: estimator.getOrDefault(p) for p in estimator.params
-              if estimator.isDefined(p)}
-    return EnsembleEstimator(**shared, memberParams=[{"seed": s} for s in seeds])
 
 
 def tune_offsets(frame, labels, focal_labels) -> list:

@@ -99,6 +99,10 @@ def main(argv=None):
     _throughput.add_data_args(p)
     p.add_argument("--batch", type=int, default=32, help="batch size B (default 32)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per measurement (>= 2)")
+    p.add_argument("--more-batches", type=int, nargs="*", default=[64, 128],
+                   help="further per-process batch sizes at which to measure only in-memory "
+                        "vs 2 workers (the cost of a step's allreduce is fixed, so the "
+                        "ratio depends on the batch)")
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--store", default="/tmp/focalseq-throughput-store")
     args = p.parse_args(argv)
@@ -155,6 +159,16 @@ def main(argv=None):
     print("CPU efficiency (windows per CPU-second; independent of other processes' load)")
     print(f"  2 workers x B / in-memory B: {c['est2_B'] / c['mem_B']:.2f}; 2 workers x B / "
           f"in-memory 2B: {c['est2_B'] / c['mem_2B']:.2f}")
+
+    if args.more_batches:
+        print("\nby batch size (per process): in-memory batch b vs 2 workers x batch b")
+        print(f"{'b':>5s} {'in-memory w/s':>14s} {'2 workers w/s':>14s} {'ratio':>6s}")
+        print(f"{B:5d} {w['mem_B']:14.0f} {w['est2_B']:14.0f} {w['est2_B'] / w['mem_B']:6.2f}")
+        for b in args.more_batches:
+            mem = in_memory(data, dims, net_kwargs, b, args.epochs, args.lr)["windows_per_s"]
+            est = estimator(windows, args, 2, b, args.store)["windows_per_s"]
+            print(f"{b:5d} {mem:14.0f} {est:14.0f} {est / mem:6.2f}", flush=True)
+        print(_throughput.load_average())
     spark.stop()
 
 

@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     for name, loss_args in APPROACHES:
         clf = SkolClassifierV2(
             input_source="files", file_paths=[files], model_type="rnn", num_layers=1,
-            dropout=0.2, epochs=args.epochs, batch_size=16, model_storage="redis",
+            dropout=0.2, epochs=args.epochs, batch_size=16, ensemble_members=1,
+            model_storage="redis",
             redis_client=client, redis_key=f"rnn_{name}", work_dir=os.path.join(work, name),
             verbosity=1, **size, **loss_args)
         results = clf.fit()

@@ -87,6 +87,8 @@ class TrainConfig:
     seed: int = 0
     run_id: str = ""
     mixed_precision: bool = False
+    ensemble_members: int = 1            # > 1: that many networks (seeds seed*K .. seed*K+K-1),
+                                         # their probabilities averaged
 
 
 @dataclass
@@ -249,7 +251,7 @@ def validate(config: Config) -> None:
     if config.data.source == "files" and not config.data.paths:
         raise ValueError("data.paths: data.source is 'files' but no paths or globs are given")
     for key in ("train.epochs", "train.batch_size", "train.num_proc", "train.hidden_size",
-                "windows.size", "windows.stride", "features.max_tokens"):
+                "train.ensemble_members", "windows.size", "windows.stride", "features.max_tokens"):
         section, name = key.split(".")
         if getattr(getattr(config, section), name) < 1:
             raise ValueError(f"{key}: must be >= 1, got {getattr(getattr(config, section), name)}")

@@ -1,11 +1,12 @@
 """Pipeline builders: configuration -> Spark ML stages, in data-flow order.
 
 files -> YeddaParser -> lines -> LineFeaturizer -> features -> DocumentSplitter ->
-Windower -> windows -> BiLSTMEstimator -> BiLSTMModel -> per-line predictions ->
+Windower -> windows -> BiLSTMEstimator (or an ensemble of them) -> BiLSTMModel -> per-line predictions ->
 PerLabelEvaluator -> metrics (MLflow).
 """
 from focalseq.config import Config
 from focalseq.stages.bilstm import BiLSTMEstimator
+from focalseq.stages.ensemble import EnsembleEstimator
 from focalseq.stages.evaluation import PerLabelEvaluator
 from focalseq.stages.features import LineFeaturizer
 from focalseq.stages.parse import YeddaParser
@@ -37,9 +38,10 @@ def windower(cfg: Config, stride: int = None) -> Windower:
                     stride=stride or cfg.windows.stride, multiLabel=cfg.multi_label)
 
 
-def estimator(cfg: Config, label_counts: dict = None) -> BiLSTMEstimator:
+def estimator(cfg: Config, label_counts: dict = None):
+    """The configured BiLSTMEstimator, or an EnsembleEstimator of train.ensemble_members."""
     t = cfg.train
-    return BiLSTMEstimator(
+    single = BiLSTMEstimator(
         hiddenSize=t.hidden_size, numLayers=t.num_layers, dropout=t.dropout,
         recurrentDropout=t.recurrent_dropout, embeddingDim=t.embedding_dim, encoder=t.encoder,
         tokenDropout=t.token_dropout, skipConnection=t.skip_connection,
@@ -51,6 +53,28 @@ def estimator(cfg: Config, label_counts: dict = None) -> BiLSTMEstimator:
         seed=t.seed, storePath=cfg.store, runId=t.run_id, focalLabels=cfg.focal_labels,
         labelCounts=label_counts or "", rowGroupBytes=cfg.windows.row_group_bytes,
         mixedPrecision=t.mixed_precision)
+    if t.ensemble_members == 1:
+        return single
+    return ensemble_of(single, ensemble_seeds(t.seed, t.ensemble_members))
+
+
+def ensemble_seeds(seed: int, members: int) -> list:
+    """Member seeds of ensemble `seed`: seed*K .. seed*K+K-1, disjoint across seeds."""
+    return [seed * members + i for i in range(members)]
+
+
+def ensemble_of(estimator: BiLSTMEstimator, seeds) -> EnsembleEstimator:
+    """An EnsembleEstimator sharing `estimator`'s params, one member per seed."""
+    shared = {p.name: estimator.getOrDefault(p) for p in estimator.params
+              if estimator.isDefined(p)}
+    return EnsembleEstimator(**shared, memberParams=[{"seed": s} for s in seeds])
+
+
+def load_model(spark, path: str):
+    """A saved BiLSTMModel or EnsembleModel (the class is read from its metadata)."""
+    from pyspark.ml.util import DefaultParamsReader
+
+    return DefaultParamsReader.loadParamsInstance(path, spark.sparkContext)
 
 
 def evaluator(cfg: Config, split: str = "test", log_to_mlflow: bool = True) -> PerLabelEvaluator:

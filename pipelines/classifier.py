@@ -29,6 +29,13 @@ from focalseq.config import load_config
 logger = logging.getLogger(__name__)
 
 MODEL_TYPES = ("rnn", "logistic")
+# The line shape features of conf/skol.yaml: every one except those that describe a
+# volume's typesetting (indent, relative position, blank line before).
+SKOL_SHAPE_FEATURES = (
+    "length", "capital_ratio", "digit_ratio", "punct_ratio", "leading_capital", "all_caps",
+    "number_start", "trailing_period", "trailing_colon_comma", "page_break", "year",
+    "binomial", "nomenclature_marker", "author_citation", "mycobank", "figure_start",
+    "type_marker", "measurement")
 INPUT_SOURCES = ("files",)
 STORAGES = (None, "disk", "mlflow", "redis")
 
@@ -46,21 +53,29 @@ class FocalSeqClassifier:
             model_path may name a model URI to load), or "redis" (redis_client +
             redis_key).
         verbosity: 0 silent, 1 what is used, 2 per-epoch progress.
-        **options: any further setting by its config key, e.g. learning_rate=0.003,
-            num_workers=2, labels=[...], keep_labels=[...], split_patterns=[...].
+        ensemble_members: networks trained (seeds seed*K .. seed*K+K-1) whose
+            probabilities are averaged; 3 by default, the best setting on the SKOL
+            benchmark; 1 trains a single network in a third of the time.
+        The remaining keywords (learning_rate, num_workers, embedding_dim, encoder,
+        max_tokens, char_ngrams, token_dropout, lr_decay, shape_features, labels,
+        keep_labels, split_fractions, split_patterns, ...) map onto the configuration
+        keys of the same names (focalseq/config.py).
     """
 
+    # Defaults not named in the signature are the best settings of conf/skol.yaml
+    # (benchmarks/quality.py, docs/results.md); tests/test_api.py keeps the two equal.
     def __init__(self, spark=None, input_source="files", file_paths=None, model_type="rnn",
-                 window_size=32, prediction_stride=16, hidden_size=128, num_layers=1,
-                 dropout=0.2, epochs=5, batch_size=32, focal_labels=None, class_weights=None,
+                 window_size=32, prediction_stride=16, hidden_size=64, num_layers=1,
+                 dropout=0.2, epochs=8, batch_size=16, focal_labels=None, class_weights=None,
                  weight_strategy=None, loss=None, loss_config=None, model_storage=None,
                  model_path=None, redis_client=None, redis_key=None, verbosity=0,
                  labels=("Nomenclature", "Description", "Misc-exposition"),
                  keep_labels=None, default_label="Misc-exposition", learning_rate=0.003,
-                 num_workers=2, embedding_dim=64, encoder="mean", seed=0,
+                 num_workers=2, embedding_dim=48, encoder="mean", seed=0,
                  split_fractions=None, split_patterns=None, work_dir=None,
-                 tracking_uri=None, experiment="focalseq", vocab_size=32768, max_tokens=24,
-                 early_stopping_patience=0):
+                 tracking_uri=None, experiment="focalseq", vocab_size=32768, max_tokens=48,
+                 early_stopping_patience=0, char_ngrams=True, token_dropout=0.3,
+                 lr_decay="cosine", ensemble_members=3, shape_features=None):
         if class_weights is not None and focal_labels is not None:
             raise ValueError("class_weights and focal_labels are mutually exclusive")
         if model_type not in MODEL_TYPES:
@@ -97,6 +112,9 @@ class FocalSeqClassifier:
             [lab for lab in labels if lab != default_label],
             "data.default_label": default_label,
             "features.vocab_size": vocab_size, "features.max_tokens": max_tokens,
+            "features.char_ngrams": char_ngrams,
+            "features.shape_features": list(shape_features) if shape_features is not None
+            else list(SKOL_SHAPE_FEATURES),
             "windows.size": window_size, "windows.stride": prediction_stride,
             "train.loss": self.loss_name, "train.loss_config": loss_config,
             "train.epochs": epochs, "train.batch_size": batch_size,
@@ -105,6 +123,9 @@ class FocalSeqClassifier:
             "train.embedding_dim": embedding_dim, "train.encoder": encoder,
             "train.num_proc": num_workers, "train.seed": seed,
             "train.early_stopping_patience": early_stopping_patience,
+            "train.restore_best": early_stopping_patience > 0,
+            "train.token_dropout": token_dropout, "train.lr_decay": lr_decay,
+            "train.ensemble_members": ensemble_members,
             "output.dir": self.work_dir,
             "mlflow.tracking_uri": tracking_uri or
             f"sqlite:///{os.path.join(os.path.abspath(self.work_dir), 'mlflow.db')}",

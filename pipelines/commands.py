@@ -53,10 +53,10 @@ def cmd_evaluate(cfg: Config, args) -> int:
     from focalseq.pipelines.evaluate import evaluate
     from focalseq.pipelines.prepare import load_manifest
     from focalseq.pipelines.run import start_mlflow_run
-    from focalseq.stages.bilstm import BiLSTMModel
+    from focalseq.pipelines import builders
 
     manifest = load_manifest(_windows_dir(cfg))
-    model = BiLSTMModel.load(cfg.path("model"))
+    model = builders.load_model(_spark(cfg), cfg.path("model"))
     with start_mlflow_run(cfg, f"evaluate-{args.split}") as run:
         report = evaluate(_spark(cfg), cfg, manifest, model, args.split)
     print(format_report(report))

@@ -5,16 +5,15 @@ from pyspark.sql import functions as F
 
 from focalseq.config import Config
 from focalseq.pipelines import builders
-from focalseq.stages.bilstm import BiLSTMModel
 from focalseq.stages.parse import list_files, split_problems
 
 
 def predict(spark, cfg: Config, inputs, output: str, fmt: str = "parquet",
-            plain: bool = False, model: BiLSTMModel = None) -> int:
+            plain: bool = False, model=None) -> int:
     """Labels every line of `inputs`; returns the number of lines written."""
     if fmt not in ("parquet", "jsonl", "yedda"):
         raise ValueError(f"format: {fmt!r} is not one of ['parquet', 'jsonl', 'yedda']")
-    model = model or BiLSTMModel.load(cfg.path("model"))
+    model = model or builders.load_model(spark, cfg.path("model"))
     parsed = builders.parser(cfg, "plain" if plain else None).transform(
         list_files(spark, inputs, recursive=cfg.data.recursive))
     lines, _ = split_problems(parsed)

@@ -25,7 +25,7 @@ def _small(corpus, tmp_path, **kwargs):
     options = dict(input_source="files", file_paths=[corpus], window_size=8,
                    prediction_stride=4, hidden_size=16, embedding_dim=16, num_layers=1,
                    epochs=2, batch_size=8, vocab_size=4096, max_tokens=16,
-                   work_dir=str(tmp_path / "work"))
+                   ensemble_members=1, work_dir=str(tmp_path / "work"))
     options.update(kwargs)
     return SkolClassifierV2(**options)
 
@@ -34,6 +34,26 @@ def _small(corpus, tmp_path, **kwargs):
 
 def test_the_familiar_name_is_the_product_class():
     assert SkolClassifierV2 is FocalSeqClassifier
+
+
+def test_defaults_are_the_best_settings_of_conf_skol_yaml(tmp_path):
+    """The API's defaults and conf/skol.yaml (the quality benchmark's winner) agree."""
+    from focalseq.config import load_config
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    skol = load_config(os.path.join(repo, "conf", "skol.yaml")).to_dict()
+    api = SkolClassifierV2(file_paths=["x/*.ann"], focal_labels=["Nomenclature", "Description"],
+                           work_dir=str(tmp_path)).config.to_dict()
+    for section, keys in {
+            "features": ["vocab_size", "max_tokens", "words", "suffixes", "char_ngrams",
+                         "ngram_n", "shape_features"],
+            "windows": ["size", "stride"],
+            "train": ["loss", "epochs", "batch_size", "learning_rate", "lr_decay",
+                      "hidden_size", "num_layers", "embedding_dim", "encoder", "dropout",
+                      "token_dropout", "early_stopping_patience", "restore_best",
+                      "ensemble_members", "num_proc"]}.items():
+        for key in keys:
+            assert api[section][key] == skol[section][key], f"{section}.{key}"
 
 
 def test_class_weights_and_focal_labels_are_mutually_exclusive(tmp_path):
