@@ -1,8 +1,9 @@
 """Model quality on real annotated literature (SKOL): every single-label loss against the
 users' strong baseline, on a split by volume.
 
-Train on Mycotaxon Vol054-Vol057 and Persoonia Vol016, validate (early stopping, decision
-offsets) on Mycotaxon Vol058, test on Mycotaxon Vol117. Three labels: Nomenclature,
+Train and validate on Mycotaxon Vol054-Vol058 and Persoonia Vol016 (the split of
+conf/skol.yaml: one Persoonia issue, n4, validates), test on Mycotaxon Vol117. The
+baseline and every network see exactly the same split. Three labels: Nomenclature,
 Description, Misc-exposition (every other raw label). The network settings are those of
 conf/skol.yaml (plus any --set overrides); each loss is trained through the real pipeline
 (windows prepared once to Parquet with Spark, BiLSTMEstimator on 2 Horovod workers,
@@ -356,10 +357,12 @@ def section_text(args, cfg, table: str) -> str:
                 f"{len(f.shape_features) or 'all'}, epochs {t.epochs} (patience "
                 f"{t.early_stopping_patience}, restore best {t.restore_best}), batch "
                 f"{t.batch_size} x {t.num_proc} workers, lr {t.learning_rate} ({t.lr_decay} "
-                f"decay)")
-    return (f"Command: `{cmd}`\n\nNetwork: {settings}. Test: Mycotaxon Vol117 (line level); "
-            f"mean ± sd over seeds {args.seeds}; *tuned*: log-probability offsets chosen on "
-            f"the validation volume.\n\n{table}\n")
+                f"decay)" + (f", ensemble of {t.ensemble_members} networks"
+                             if t.ensemble_members > 1 else ""))
+    split = ", ".join(f"{s} `{p}`" for s, p in cfg.data.split.patterns)
+    return (f"Command: `{cmd}`\n\nNetwork: {settings}. Split by path: {split}. Test: "
+            f"Mycotaxon Vol117 (line level); mean ± sd over seeds {args.seeds}; *tuned*: "
+            f"log-probability offsets chosen on the validation split.\n\n{table}\n")
 
 
 def write_section(path: str, name: str, body: str) -> None:

@@ -20,6 +20,8 @@ import logging
 
 from pyspark import keyword_only
 from pyspark.ml.evaluation import Evaluator
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import functions as F
@@ -166,7 +168,10 @@ class PerLabelEvaluator(Evaluator, _PerLabelEvaluatorParams, DefaultParamsReadab
         prob_name = self.getOrDefault(self.probabilityCol)
         bins = self.getOrDefault(self.numBins)
         if bins and prob_name in dataset.columns:
-            report["pr_curves"] = pr_curves(data, F.col(label_name), F.col(prob_name), labels,
+            prob = F.col(prob_name)
+            if isinstance(dataset.schema[prob_name].dataType, VectorUDT):
+                prob = vector_to_array(prob)  # Spark ML classifiers' probability vectors
+            report["pr_curves"] = pr_curves(data, F.col(label_name), prob, labels,
                                             focal, multi, bins)
             for lab, curve in report["pr_curves"].items():
                 report["per_label"][lab]["average_precision"] = curve["average_precision"]

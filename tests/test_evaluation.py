@@ -110,6 +110,21 @@ def test_precision_recall_curves_equal_sklearn(single):
         assert ev.evaluate(df) == pytest.approx(average_precision_score(y, scores))
 
 
+def test_spark_ml_probability_vectors_are_read_like_arrays(spark, single):
+    """A Spark ML classifier's `probability` is a Vector; curves come out the same."""
+    from pyspark.ml.functions import array_to_vector
+
+    rows, df = single
+    ev = PerLabelEvaluator(labels=LABELS, focalLabels=FOCAL)
+    as_vector = df.withColumn("probability", array_to_vector("probability"))
+    expected, got = ev.report(df), ev.report(as_vector)
+    for lab in FOCAL:
+        assert got["pr_curves"][lab]["average_precision"] == pytest.approx(
+            average_precision_score([r[0] == lab for r in rows],
+                                    [r[2][LABELS.index(lab)] for r in rows]))
+        assert got["pr_curves"][lab]["precision"] == expected["pr_curves"][lab]["precision"]
+
+
 def test_multi_label_equals_sklearn(spark):
     rng = np.random.default_rng(1)
     n = 300
