@@ -127,14 +127,16 @@ def main(argv=None) -> int:
         results[BASELINE] = [
             ledger.get(BASELINE, None, data_digest) or ledger.put(
                 BASELINE, None, data_digest, run_baseline(spark, cfg, args.name))]
-    for loss in args.losses:
-        members = cfg.train.ensemble_members
-        model_name = loss if members == 1 else f"{loss} x{members} ensemble"
-        results[model_name] = [
-            ledger.get(model_name, seed, net_digest) or ledger.put(
-                model_name, seed, net_digest,
-                run_network(spark, cfg, manifest, loss, seed, args.name))
-            for seed in args.seeds]
+    members = cfg.train.ensemble_members
+    names = {loss: loss if members == 1 else f"{loss} x{members} ensemble"
+             for loss in args.losses}
+    # Seed by seed over all losses, so an interrupted comparison already covers every loss.
+    for seed in args.seeds:
+        for loss in args.losses:
+            results.setdefault(names[loss], []).append(
+                ledger.get(names[loss], seed, net_digest) or ledger.put(
+                    names[loss], seed, net_digest,
+                    run_network(spark, cfg, manifest, loss, seed, args.name)))
 
     table = format_table(results, cfg)
     print("\n" + table, flush=True)
