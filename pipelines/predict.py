@@ -19,6 +19,8 @@ def predict(spark, cfg: Config, inputs, output: str, fmt: str = "parquet",
     lines, _ = split_problems(parsed)
     lines = lines.cache()
     windows = builders.windower(cfg).transform(builders.featurizer(cfg).transform(lines))
+    if model.hasParam("groupedInput"):  # windows built where their file was parsed
+        model = model.copy({model.getParam("groupedInput"): True})
     preds = model.transform(windows).select("doc_id", "line_idx", "prediction", "probability")
     out = lines.select("doc_id", "line_no", "line_idx", "text", F.col("label").alias("true_label")) \
         .join(preds, ["doc_id", "line_idx"], "left")

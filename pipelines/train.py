@@ -29,6 +29,13 @@ def train(spark, cfg: Config, manifest: dict) -> BiLSTMModel:
 
 
 def inference_pipeline(cfg: Config, model: BiLSTMModel, fmt: str = None) -> PipelineModel:
-    """files (a `path` column) -> per-line predictions, as one PipelineModel."""
+    """files (a `path` column) -> per-line predictions, as one PipelineModel.
+
+    The Windower builds each document's windows in the partition that parsed its file,
+    so the model averages every line in its Python pass (groupedInput) and the pipeline
+    runs without a shuffle.
+    """
+    if model.hasParam("groupedInput"):
+        model = model.copy({model.getParam("groupedInput"): True})
     return PipelineModel([builders.parser(cfg, fmt), builders.featurizer(cfg),
                           builders.windower(cfg), model])

@@ -705,12 +705,17 @@ class _BiLSTMModelParams(HasLabels, HasFocalLabels):
     probabilityCol = _param("probabilityCol", "per-label probability column",
                             TypeConverters.toString)
     batchSize = _param("batchSize", "windows per network call", TypeConverters.toInt)
+    groupedInput = _param("groupedInput", "each document's windows arrive together, in one "
+                          "partition (true of Windower output within the same job, as in "
+                          "the inference pipeline): lines are averaged in the Python pass "
+                          "and no shuffle merges them; a document found in two places "
+                          "fails the task, naming it", TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(multiLabel=False, runId="", logOffsets=[], thresholds=[],
                          predictionCol="prediction", probabilityCol="probability",
-                         batchSize=512, focalLabels=[], labels=[])
+                         batchSize=512, groupedInput=False, focalLabels=[], labels=[])
 
     def getMultiLabel(self):
         return self.getOrDefault(self.multiLabel)
@@ -733,6 +738,9 @@ class _BiLSTMModelParams(HasLabels, HasFocalLabels):
     def getBatchSize(self):
         return self.getOrDefault(self.batchSize)
 
+    def getGroupedInput(self):
+        return self.getOrDefault(self.groupedInput)
+
 
 class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     """Per-line predictions from windows; overlapping windows' probabilities are averaged.
@@ -746,7 +754,7 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *, labels=None, focalLabels=None, multiLabel=False, runId="",
                  logOffsets=None, thresholds=None, predictionCol="prediction",
-                 probabilityCol="probability", batchSize=512):
+                 probabilityCol="probability", batchSize=512, groupedInput=False):
         super().__init__()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
         self._network_bytes = None
@@ -767,6 +775,9 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     def setBatchSize(self, value):
         return self._set(batchSize=value)
 
+    def setGroupedInput(self, value):
+        return self._set(groupedInput=value)
+
     def copy(self, extra=None):
         that = super().copy(extra)
         that._network_bytes = self._network_bytes
@@ -784,39 +795,11 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
         return _load_network(hashlib.sha256(self.network_bytes).hexdigest(), self.network_bytes)
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        labels = self.getLabels()
-        n = len(labels)
-        if self.getBatchSize() < 1:
-            raise ValueError(f"batchSize: must be >= 1, got {self.getBatchSize()}")
-        dims = read_window_metadata(dataset)
-        if list(dims["labels"]) != list(labels):
-            raise ValueError(f"windows: labels {dims['labels']} differ from the model's "
-                             f"{labels}")
-        network = self.network_bytes
-        sc = dataset.sparkSession.sparkContext
-        keys = ["doc_id"] + [c for c in ("split",) if c in dataset.columns]
-        spec = {"digest": hashlib.sha256(network).hexdigest(), "window": dims["window"],
-                "labels": labels, "multi_label": self.getMultiLabel(), "keys": keys,
-                "batch": self.getBatchSize(),
-                "threads": int(sc.getConf().get("spark.task.cpus", "1"))}
-        shared = sc.broadcast(network)
-        schema = T.StructType([dataset.schema[k] for k in keys] + [
-            T.StructField("line_idx", T.IntegerType()),
-            T.StructField("_n", T.IntegerType()),
-            T.StructField("label", T.StringType())] +
-            [T.StructField(f"_p{j}", T.DoubleType()) for j in range(n)])
-        cols = keys + ["start", "n_valid", "token_ids", "shape", "y"]
-        per_line = dataset.select(*cols).mapInArrow(
-            lambda batches: _predict_batches(batches, spec, shared), schema)
-        # Lines are already averaged within each Arrow batch; this merges the few lines
-        # whose windows fell into different batches or partitions.
-        agg = per_line.groupBy(*keys, "line_idx").agg(
-            F.sum("_n").alias("_n"), F.first("label").alias("label"),
-            *[F.sum(f"_p{j}").alias(f"_p{j}") for j in range(n)])
-        prob = F.array(*[F.col(f"_p{j}") / F.col("_n") for j in range(n)])
-        out = agg.select(*keys, "line_idx", prob.alias(self.getProbabilityCol()), "label")
+        out = predict_lines(dataset, [self.network_bytes], self.getLabels(),
+                            self.getMultiLabel(), self.getBatchSize(), self.getGroupedInput(),
+                            probability_col=self.getProbabilityCol())
         prob = F.col(self.getProbabilityCol())
-        return out.withColumn(self.getPredictionCol(), self._decision(prob, n))
+        return out.withColumn(self.getPredictionCol(), self._decision(prob, len(self.getLabels())))
 
     def _decision(self, prob, n):
         labels = self.getLabels()
@@ -844,6 +827,54 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     @classmethod
     def read(cls):
         return _BiLSTMModelReader(cls)
+
+
+def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label: bool,
+                  batch_size: int, grouped: bool = False, weights: list = None,
+                  probability_col: str = "probability") -> DataFrame:
+    """Windows -> one row per line: doc_id, [split], line_idx, probabilities, label.
+
+    Each network (Keras archive bytes) runs over every window in one Python pass; with
+    several networks (an ensemble) their outputs are averaged with `weights` first. A
+    line's probability is then the mean over the windows that cover it: within each Arrow
+    batch in Python, and across batches and partitions by a final aggregation, or, when
+    `grouped` (each document's windows together in one partition), in Python alone.
+    """
+    n = len(labels)
+    if batch_size < 1:
+        raise ValueError(f"batchSize: must be >= 1, got {batch_size}")
+    dims = read_window_metadata(dataset)
+    if list(dims["labels"]) != list(labels):
+        raise ValueError(f"windows: labels {dims['labels']} differ from the model's "
+                         f"{labels}")
+    weights = list(weights or [1.0] * len(networks))
+    sc = dataset.sparkSession.sparkContext
+    keys = ["doc_id"] + [c for c in ("split",) if c in dataset.columns]
+    spec = {"digests": [hashlib.sha256(b).hexdigest() for b in networks],
+            "weights": weights, "window": dims["window"], "labels": labels,
+            "multi_label": multi_label, "keys": keys, "batch": batch_size,
+            "threads": int(sc.getConf().get("spark.task.cpus", "1"))}
+    shared = sc.broadcast(list(networks))
+    schema = T.StructType([dataset.schema[k] for k in keys] + [
+        T.StructField("line_idx", T.IntegerType()),
+        T.StructField("_n", T.IntegerType()),
+        T.StructField("label", T.StringType())] +
+        [T.StructField(f"_p{j}", T.DoubleType()) for j in range(n)])
+    cols = keys + ["start", "n_valid", "token_ids", "shape", "y"]
+    if grouped:
+        # Every line leaves the Python pass complete: no shuffle.
+        agg = dataset.select(*cols).mapInArrow(
+            lambda batches: _grouped_lines(batches, spec, shared), schema)
+    else:
+        per_line = dataset.select(*cols).mapInArrow(
+            lambda batches: _predict_batches(batches, spec, shared), schema)
+        # Lines are summed within each Arrow batch; this merges the lines whose windows
+        # fell into different batches or partitions.
+        agg = per_line.groupBy(*keys, "line_idx").agg(
+            F.sum("_n").alias("_n"), F.first("label").alias("label"),
+            *[F.sum(f"_p{j}").alias(f"_p{j}") for j in range(n)])
+    prob = F.array(*[F.col(f"_p{j}") / F.col("_n") for j in range(n)])
+    return agg.select(*keys, "line_idx", prob.alias(probability_col), "label")
 
 
 @lru_cache(maxsize=4)
@@ -883,6 +914,19 @@ def _predictor(digest: str, data: bytes):
     return predict
 
 
+def _combined_predictor(spec, networks):
+    """One network's forward pass, or the weighted mean of several (an ensemble)."""
+    fns = [_predictor(d, b) for d, b in zip(spec["digests"], networks)]
+    if len(fns) == 1:
+        return fns[0]
+    weights, total = spec["weights"], float(sum(spec["weights"]))
+
+    def predict(inputs):
+        return sum(w * f(inputs) for w, f in zip(weights, fns)) / total
+
+    return predict
+
+
 def _free_predictors():
     """Drops the traced functions while TensorFlow is still whole (not at teardown)."""
     import gc
@@ -913,8 +957,84 @@ def _predict_batches(batches, spec, shared):
             continue
         if predict is None:
             _set_tf_threads(spec["threads"])
-            predict = _predictor(spec["digest"], shared.value)
+            predict = _combined_predictor(spec, shared.value)
         yield _lines_of_batch(batch, predict, spec)
+
+
+def _grouped_lines(batches, spec, shared):
+    """Windows grouped by document -> one complete row per line, no merge needed later.
+
+    A document's windows may span Arrow batches: the lines of each batch's last document
+    are held back and merged with the next batch's first document when it is the same.
+    Every other document is complete when its batch ends, which is checked: each run of
+    a document's windows in the partition must include its first window (start 0), so a
+    document split across partitions (or interleaved with another) fails loudly instead
+    of giving two half-averaged rows per line.
+    """
+    predict, held, held_doc = None, None, None
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        if predict is None:
+            _set_tf_threads(spec["threads"])
+            predict = _combined_predictor(spec, shared.value)
+        lines = _lines_of_batch(batch, predict, spec)
+        windows_doc, starts = batch.column("doc_id"), batch.column("start").to_numpy()
+        runs = _runs(windows_doc)
+        parts = {lines.column("doc_id")[a].as_py(): (a, b)
+                 for a, b in _runs(lines.column("doc_id"))}
+        if len(parts) != len(runs):
+            raise ValueError("groupedInput: a document's windows are interleaved with "
+                             "another's; transform with groupedInput=False")
+        for i, (a, b) in enumerate(runs):
+            doc, first_start = windows_doc[a].as_py(), int(starts[a:b].min())
+            continued = i == 0 and held is not None and doc == held_doc
+            if i == 0 and held is not None and not continued:
+                yield held
+                held = None
+            if first_start != 0 and not continued:
+                raise ValueError(
+                    f"groupedInput: the windows of document {doc!r} are not together in "
+                    f"one partition (a run of them starts at line {first_start}); "
+                    f"transform with groupedInput=False, which merges lines with a shuffle")
+            lo, hi = parts[doc]
+            part = lines.slice(lo, hi - lo)
+            if continued:
+                part = _merge_line_sums(held, part, spec)
+                held = None
+            if i == len(runs) - 1:
+                held, held_doc = part, doc
+            else:
+                yield part
+    if held is not None:
+        yield held
+
+
+def _runs(column) -> list:
+    """(start, end) of each run of equal values in an Arrow column."""
+    import numpy as np
+
+    codes = column.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    edges = np.concatenate([[0], np.flatnonzero(codes[1:] != codes[:-1]) + 1, [len(codes)]])
+    return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
+
+
+def _merge_line_sums(a, b, spec):
+    """Two record batches of one document's partial line sums -> one row per line."""
+    import numpy as np
+    import pyarrow as pa
+
+    both = pa.Table.from_batches([a, b]).combine_chunks().to_batches()[0]
+    line = both.column("line_idx").to_numpy()
+    unique, first, inverse = np.unique(line, return_index=True, return_inverse=True)
+    out = {k: both.column(k).take(pa.array(first)) for k in spec["keys"] + ["line_idx"]}
+    out["_n"] = pa.array(np.bincount(inverse, weights=both.column("_n").to_numpy(),
+                                     minlength=len(unique)).astype(np.int32))
+    out["label"] = both.column("label").take(pa.array(first))
+    for j in range(len(spec["labels"])):
+        out[f"_p{j}"] = pa.array(np.bincount(inverse, weights=both.column(f"_p{j}").to_numpy(),
+                                             minlength=len(unique)))
+    return pa.RecordBatch.from_pydict({name: out[name] for name in a.schema.names})
 
 
 def _dense(column, rows, *tail):

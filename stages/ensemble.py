@@ -22,7 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from focalseq.stages._params import HasFocalLabels, HasLabels
-from focalseq.stages.bilstm import BiLSTMEstimator, _BiLSTMParams
+from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel, _BiLSTMParams, predict_lines
 
 logger = logging.getLogger(__name__)
 
@@ -138,11 +138,15 @@ class _EnsembleModelParams(HasLabels, HasFocalLabels):
                           typeConverter=TypeConverters.toString)
     probabilityCol = Param(Params._dummy(), "probabilityCol", "averaged probability column",
                            typeConverter=TypeConverters.toString)
+    groupedInput = Param(Params._dummy(), "groupedInput",
+                         "each document's windows arrive together in one partition (see "
+                         "BiLSTMModel.groupedInput)", typeConverter=TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(labels=[], focalLabels=[], multiLabel=False, weights=[], logOffsets=[],
-                         thresholds=[], predictionCol="prediction", probabilityCol="probability")
+                         thresholds=[], predictionCol="prediction", probabilityCol="probability",
+                         groupedInput=False)
 
 
 class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
@@ -157,7 +161,7 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *, members=None, labels=None, focalLabels=None, multiLabel=None,
                  weights=None, logOffsets=None, thresholds=None, predictionCol="prediction",
-                 probabilityCol="probability"):
+                 probabilityCol="probability", groupedInput=False):
         super().__init__()
         kwargs = dict(self._input_kwargs)
         self.members = list(kwargs.pop("members", None) or [])
@@ -177,6 +181,9 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
 
     def setThresholds(self, value):
         return self._set(thresholds=value)
+
+    def setGroupedInput(self, value):
+        return self._set(groupedInput=value)
 
     def _check_members(self):
         labels = self.getLabels()
@@ -204,6 +211,16 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
         labels = self.getLabels()
         n = len(labels)
         weights = self.getOrDefault(self.weights) or [1.0] * len(self.members)
+        prob_col = self.getOrDefault(self.probabilityCol)
+        if all(isinstance(m, BiLSTMModel) for m in self.members):
+            # One pass: every member's network on each window batch, outputs averaged.
+            out = predict_lines(dataset, [m.network_bytes for m in self.members], labels,
+                                self.getOrDefault(self.multiLabel),
+                                self.members[0].getBatchSize(),
+                                self.getOrDefault(self.groupedInput), weights, prob_col)
+            return out.withColumn(self.getOrDefault(self.predictionCol), decision_expr(
+                F.col(prob_col), labels, self.getOrDefault(self.multiLabel),
+                self.getOrDefault(self.logOffsets), self.getOrDefault(self.thresholds)))
         keys = ["doc_id"] + (["split"] if "split" in dataset.columns else []) + ["line_idx"]
         parts = []
         for member, w in zip(self.members, weights):

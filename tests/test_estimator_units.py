@@ -207,6 +207,48 @@ def test_transform_averages_overlapping_windows_per_line(spark, tmp_path, arrow_
         assert row.split == ("test" if row.doc_id == "doc_b" else "train")
 
 
+@pytest.mark.parametrize("arrow_batch", [10000, 3, 1])
+def test_grouped_input_gives_the_same_lines_without_a_shuffle(spark, tmp_path, arrow_batch):
+    """Each document's windows in one partition (coalesce keeps the written order): the
+    Python pass averages every line itself, across Arrow batches too."""
+    net, data = _network_bytes(tmp_path)
+    windows = _windows(spark, {"doc_a": 9, "doc_b": 5, "doc_c": 3, "doc_d": 12}).coalesce(1)
+    model = BiLSTMModel(labels=LABELS, batchSize=2, groupedInput=True)
+    model._network_bytes = data
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous = spark.conf.get(key)
+    spark.conf.set(key, str(arrow_batch))
+    try:
+        out = model.transform(windows)
+        plan = out._jdf.queryExecution().executedPlan().toString()
+        out = out.toPandas()
+    finally:
+        spark.conf.set(key, previous)
+    assert "Exchange" not in plan
+    expected = _expected_lines(net, windows.toPandas())
+    assert sorted(zip(out["doc_id"], out["line_idx"])) == sorted(expected)  # each line once
+    for row in out.itertuples():
+        np.testing.assert_allclose(row.probability, expected[(row.doc_id, row.line_idx)],
+                                   atol=1e-5)
+        assert row.label == LABELS[row.line_idx % 3]
+
+
+def test_grouped_input_with_a_document_split_across_partitions_fails_naming_it(spark, tmp_path):
+    _, data = _network_bytes(tmp_path)
+    rows = _windows(spark, {"doc_a": 12}).orderBy("start").collect()
+    # The first windows in one partition, the rest in another.
+    windows = spark.createDataFrame(rows[:2], _windows(spark, {"doc_a": 12}).schema).union(
+        spark.createDataFrame(rows[2:], _windows(spark, {"doc_a": 12}).schema))
+    windows = windows.select([windows[c].alias(c, metadata=_windows(spark, {"doc_a": 12})
+                                               .schema[c].metadata) for c in windows.columns])
+    model = BiLSTMModel(labels=LABELS, groupedInput=True)
+    model._network_bytes = data
+    with pytest.raises(Exception, match="doc_a.*not together in one partition"):
+        model.transform(windows).collect()
+    model.setGroupedInput(False)
+    assert model.transform(windows).count() == 12
+
+
 def test_log_offsets_shift_the_decision(spark, tmp_path):
     _, data = _network_bytes(tmp_path)
     model = BiLSTMModel(labels=LABELS, logOffsets=[100.0, 0.0, 0.0])
