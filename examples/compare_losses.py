@@ -33,13 +33,16 @@ def main(argv=None) -> int:
     from focalseq import SkolClassifierV2
 
     work = args.work_dir or tempfile.mkdtemp(prefix="focalseq-compare-")
-    files = args.files
+    files, split = args.files, {}
     if not files:
         from focalseq.synthetic import generate_corpus
 
         generate_corpus(os.path.join(work, "corpus"), n_docs=30, lines_per_doc=100,
                         ratio=(1, 5, 20), seed=11)
         files = os.path.join(work, "corpus", "*.ann")
+        # Named documents for validation and test, so every split has some.
+        split = {"split_patterns": [["test", "doc_0000[0-3]"], ["validation", "doc_0000[4-7]"],
+                                    ["train", ".*"]]}
     client = redis.Redis.from_url(args.redis)
     client.ping()  # fail early and clearly when no server listens there
 
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
             dropout=0.2, epochs=args.epochs, batch_size=16, ensemble_members=1,
             model_storage="redis",
             redis_client=client, redis_key=f"rnn_{name}", work_dir=os.path.join(work, name),
-            verbosity=1, **size, **loss_args)
+            verbosity=1, **size, **split, **loss_args)
         results = clf.fit()
         rows.append((name, results["test_stats"], results["train_seconds"]))
 

@@ -122,6 +122,13 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     label_counts = _label_counts(split_row, cfg)
     window_counts = {s: int(split_row[f"windows_{s}"] or 0) for s in SPLITS
                      if split_row[f"windows_{s}"]}
+    empty = [s for s, f in cfg.data.split.fractions.items()
+             if f > 0 and s not in window_counts and not cfg.data.split.patterns]
+    if empty:
+        logger.warning("data.split: split(s) %s got no document (fractions %s over %d "
+                       "documents, by a hash of each path); with few documents name them "
+                       "in data.split.patterns instead", empty, cfg.data.split.fractions,
+                       int(obs_parse.get["documents"] or 0))
     report["problem_samples"] = []
     if report["problems"]:
         report["problem_samples"] = _write_problems(spark, cfg, paths, out_dir)
