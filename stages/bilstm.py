@@ -877,7 +877,7 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
     return agg.select(*keys, "line_idx", prob.alias(probability_col), "label")
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def _load_network(digest: str, data: bytes):  # digest keys the cache
     import tensorflow as tf
 
@@ -890,7 +890,7 @@ def _load_network(digest: str, data: bytes):  # digest keys the cache
         return tf.keras.models.load_model(path, compile=False)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)
 def _predictor(digest: str, data: bytes):
     """The network's forward pass as one traced function: (token_ids, shape) -> probs.
 
@@ -951,6 +951,12 @@ def _set_tf_threads(threads: int):
 
 def _predict_batches(batches, spec, shared):
     """Windows (Arrow batches) -> one row per line of each batch, probabilities summed."""
+    for batch, predict in _with_predictor(batches, spec, shared):
+        yield _lines_of_batch(batch, predict, spec)
+
+
+def _with_predictor(batches, spec, shared):
+    """(batch, predict) for each non-empty batch; the networks load on the first one."""
     predict = None
     for batch in batches:
         if not batch.num_rows:
@@ -958,7 +964,7 @@ def _predict_batches(batches, spec, shared):
         if predict is None:
             _set_tf_threads(spec["threads"])
             predict = _combined_predictor(spec, shared.value)
-        yield _lines_of_batch(batch, predict, spec)
+        yield batch, predict
 
 
 def _grouped_lines(batches, spec, shared):
@@ -971,13 +977,8 @@ def _grouped_lines(batches, spec, shared):
     document split across partitions (or interleaved with another) fails loudly instead
     of giving two half-averaged rows per line.
     """
-    predict, held, held_doc = None, None, None
-    for batch in batches:
-        if not batch.num_rows:
-            continue
-        if predict is None:
-            _set_tf_threads(spec["threads"])
-            predict = _combined_predictor(spec, shared.value)
+    held, held_doc = None, None
+    for batch, predict in _with_predictor(batches, spec, shared):
         lines = _lines_of_batch(batch, predict, spec)
         windows_doc, starts = batch.column("doc_id"), batch.column("start").to_numpy()
         runs = _runs(windows_doc)
