@@ -11,8 +11,9 @@ PY=${PYTHON:-python3.11}
 missing=()
 command -v "$PY" >/dev/null 2>&1 || missing+=("Python 3.11 ($PY not on PATH; TensorFlow 2.15 needs 3.9-3.11)")
 if command -v java >/dev/null 2>&1; then
-  jv=$(java -version 2>&1 | head -1 | sed -E 's/.*version "([0-9]+).*/\1/')
-  [ "$jv" = "17" ] || missing+=("Java 17 (found Java $jv; pyspark 4.3 needs 17)")
+  jv_report=$(java -version 2>&1 || true)
+  jv=$(sed -nE '1s/.*version "([0-9]+).*/\1/p' <<<"$jv_report")
+  [ "$jv" = "17" ] || missing+=("Java 17 (found Java $jv; pyspark 4.0 needs 17)")
 else
   missing+=("Java 17 (no java on PATH; apt-get install openjdk-17-jre-headless)")
 fi
@@ -53,7 +54,15 @@ if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
     $PIP install -q $C --no-build-isolation horovod
 fi
 $PIP install -q $C -e ".[dev]"
-"$VENV/bin/horovodrun" --check-build | grep -q "\[X\] TensorFlow" \
-  || { echo "focalseq setup: Horovod was built without TensorFlow" >&2; exit 1; }
+# Capture the whole report first: piping it into `grep -q` closes the pipe at the first
+# match, and horovodrun then dies of a BrokenPipeError that pipefail turns into a failure.
+build=$("$VENV/bin/horovodrun" --check-build 2>&1) \
+  || { echo "focalseq setup: horovodrun --check-build failed:" >&2; echo "$build" >&2; exit 1; }
+if ! grep -q "\[X\] TensorFlow" <<<"$build"; then
+  echo "focalseq setup: Horovod was built without TensorFlow; its build report:" >&2
+  echo "$build" >&2
+  echo "Rebuild it: rm -rf $VENV && make setup" >&2
+  exit 1
+fi
 echo "$want" > "$stamp"
 echo "focalseq setup: environment ready in $VENV"
