@@ -5,6 +5,7 @@ One model is trained per module, the fault-tolerant way: the first fit fails on 
 at epoch 1 and finishes. Every test below reads that one run: the failure, the resume,
 the learning, the progress log, the MLflow metrics, the store, the saved model.
 """
+import glob
 import logging
 import os
 import signal
@@ -263,6 +264,8 @@ def test_interrupting_the_driver_stops_the_workers(spark, windows, tmp_path):
                 return
             time.sleep(0.5)
 
+    scratch = os.path.join(tempfile.gettempdir(), "focalseq-interrupted-*")
+    scratch_before = set(glob.glob(scratch))
     before = signal.getsignal(signal.SIGINT)
     thread = threading.Thread(target=interrupt_after_first_epoch, daemon=True)
     thread.start()
@@ -275,6 +278,8 @@ def test_interrupting_the_driver_stops_the_workers(spark, windows, tmp_path):
         time.sleep(0.5)
     assert _horovod_workers() == []
     assert not any(p.is_running() and p.status() != "zombie" for p in seen_workers)
+    # The stopped workers removed their scratch folders.
+    assert set(glob.glob(scratch)) - scratch_before == set()
     # Horovod cancelled its Spark job group, and Ctrl-C works again afterwards.
     assert spark.sparkContext.statusTracker().getActiveJobsIds() == []
     assert signal.getsignal(signal.SIGINT) is before

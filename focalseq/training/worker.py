@@ -18,7 +18,9 @@ import logging
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 import warnings
@@ -33,6 +35,7 @@ INPUTS = ("token_ids", "shape")
 
 def train_worker(spec: dict) -> dict:
     """Entry point of each Horovod process; a failure leaves its traceback in the store."""
+    _exit_on_sigterm()
     scratch = tempfile.mkdtemp(prefix=f"focalseq-{spec['run_id']}-")
     try:
         return _train(spec, scratch)
@@ -41,6 +44,19 @@ def train_worker(spec: dict) -> dict:
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _exit_on_sigterm():
+    """SIGTERM (how Horovod stops the workers of an interrupted or failed job) raises
+    SystemExit, so `finally` blocks run and the scratch folder is removed; by default
+    the process would die on the spot and leave it behind."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _report_failure(spec):
