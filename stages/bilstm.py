@@ -41,6 +41,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from focalseq.losses.config import WEIGHT_STRATEGIES
+from focalseq.stages import parquet_input
 from focalseq.stages._params import HasFocalLabels, HasLabels
 from focalseq.stages.windows import read_window_metadata
 
@@ -710,12 +711,18 @@ class _BiLSTMModelParams(HasLabels, HasFocalLabels):
                           "the inference pipeline): lines are averaged in the Python pass "
                           "and no shuffle merges them; a document found in two places "
                           "fails the task, naming it", TypeConverters.toBoolean)
+    directRead = _param("directRead", "when the input is a plain scan of Parquet files "
+                        "(spark.read.parquet, columns selected or dropped, no filter), the "
+                        "Python workers read the files with pyarrow instead of receiving "
+                        "rows from the JVM (the same result, faster); other inputs always "
+                        "go through the JVM", TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(multiLabel=False, runId="", logOffsets=[], thresholds=[],
                          predictionCol="prediction", probabilityCol="probability",
-                         batchSize=512, groupedInput=False, focalLabels=[], labels=[])
+                         batchSize=512, groupedInput=False, directRead=True, focalLabels=[],
+                         labels=[])
 
     def getMultiLabel(self):
         return self.getOrDefault(self.multiLabel)
@@ -741,6 +748,9 @@ class _BiLSTMModelParams(HasLabels, HasFocalLabels):
     def getGroupedInput(self):
         return self.getOrDefault(self.groupedInput)
 
+    def getDirectRead(self):
+        return self.getOrDefault(self.directRead)
+
 
 class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     """Per-line predictions from windows; overlapping windows' probabilities are averaged.
@@ -754,7 +764,8 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *, labels=None, focalLabels=None, multiLabel=False, runId="",
                  logOffsets=None, thresholds=None, predictionCol="prediction",
-                 probabilityCol="probability", batchSize=512, groupedInput=False):
+                 probabilityCol="probability", batchSize=512, groupedInput=False,
+                 directRead=True):
         super().__init__()
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
         self._network_bytes = None
@@ -778,6 +789,9 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     def setGroupedInput(self, value):
         return self._set(groupedInput=value)
 
+    def setDirectRead(self, value):
+        return self._set(directRead=value)
+
     def copy(self, extra=None):
         that = super().copy(extra)
         that._network_bytes = self._network_bytes
@@ -797,7 +811,8 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         out = predict_lines(dataset, [self.network_bytes], self.getLabels(),
                             self.getMultiLabel(), self.getBatchSize(), self.getGroupedInput(),
-                            probability_col=self.getProbabilityCol())
+                            probability_col=self.getProbabilityCol(),
+                            direct_read=self.getDirectRead())
         prob = F.col(self.getProbabilityCol())
         return out.withColumn(self.getPredictionCol(), self._decision(prob, len(self.getLabels())))
 
@@ -831,7 +846,7 @@ class BiLSTMModel(Model, _BiLSTMModelParams, MLReadable, MLWritable):
 
 def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label: bool,
                   batch_size: int, grouped: bool = False, weights: list = None,
-                  probability_col: str = "probability") -> DataFrame:
+                  probability_col: str = "probability", direct_read: bool = True) -> DataFrame:
     """Windows -> one row per line: doc_id, [split], line_idx, probabilities, label.
 
     Each network (Keras archive bytes) runs over every window in one Python pass; with
@@ -839,6 +854,10 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
     line's probability is then the mean over the windows that cover it: within each Arrow
     batch in Python, and across batches and partitions by a final aggregation, or, when
     `grouped` (each document's windows together in one partition), in Python alone.
+
+    With `direct_read`, when `dataset` is a plain scan of Parquet files the Python
+    workers read the files themselves (`focalseq.stages.parquet_input`); the result is
+    the same.
     """
     n = len(labels)
     if batch_size < 1:
@@ -861,13 +880,17 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
         T.StructField("label", T.StringType())] +
         [T.StructField(f"_p{j}", T.DoubleType()) for j in range(n)])
     cols = keys + ["start", "n_valid", "token_ids", "shape", "y"]
+    windows, read = dataset.select(*cols), None
+    files = parquet_input.parquet_files(dataset, cols) if direct_read else None
+    if files is not None:
+        windows, read = _file_assignments(dataset, files), _reader(dataset, cols)
+    step = _grouped_lines if grouped else _predict_batches
+    per_line = windows.mapInArrow(
+        lambda batches: step(read(batches) if read else batches, spec, shared), schema)
     if grouped:
         # Every line leaves the Python pass complete: no shuffle.
-        agg = dataset.select(*cols).mapInArrow(
-            lambda batches: _grouped_lines(batches, spec, shared), schema)
+        agg = per_line
     else:
-        per_line = dataset.select(*cols).mapInArrow(
-            lambda batches: _predict_batches(batches, spec, shared), schema)
         # Lines are summed within each Arrow batch; this merges the lines whose windows
         # fell into different batches or partitions.
         agg = per_line.groupBy(*keys, "line_idx").agg(
@@ -875,6 +898,33 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
             *[F.sum(f"_p{j}").alias(f"_p{j}") for j in range(n)])
     prob = F.array(*[F.col(f"_p{j}") / F.col("_n") for j in range(n)])
     return agg.select(*keys, "line_idx", prob.alias(probability_col), "label")
+
+
+def _file_assignments(dataset, files) -> DataFrame:
+    """One row per task: the [path, partition values] of the files it reads, in order."""
+    spark = dataset.sparkSession
+    sc = spark.sparkContext
+    # As many tasks as Spark's own scan would use (its files packed by
+    # spark.sql.files.maxPartitionBytes), and at least one per core.
+    tasks = max(sc.defaultParallelism, dataset.rdd.getNumPartitions())
+    bins = parquet_input.packed(files, tasks)
+    rows = [([[path, json.dumps(part)] for path, part in b],) for b in bins]
+    schema = T.StructType([T.StructField("files", T.ArrayType(T.ArrayType(T.StringType())))])
+    return spark.createDataFrame(sc.parallelize(rows, len(rows)), schema)
+
+
+def _reader(dataset, cols):
+    """batches of file assignments -> Arrow batches of the windows' `cols`."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    schema = to_arrow_schema(dataset.select(*cols).schema)
+    rows = int(dataset.sparkSession.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch",
+                                               "10000"))
+
+    def read(assignments):
+        return parquet_input.read_batches(assignments, cols, schema, rows)
+
+    return read
 
 
 @lru_cache(maxsize=16)

@@ -141,12 +141,15 @@ class _EnsembleModelParams(HasLabels, HasFocalLabels):
     groupedInput = Param(Params._dummy(), "groupedInput",
                          "each document's windows arrive together in one partition (see "
                          "BiLSTMModel.groupedInput)", typeConverter=TypeConverters.toBoolean)
+    directRead = Param(Params._dummy(), "directRead",
+                       "Python workers read a plain Parquet input's files themselves (see "
+                       "BiLSTMModel.directRead)", typeConverter=TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(labels=[], focalLabels=[], multiLabel=False, weights=[], logOffsets=[],
                          thresholds=[], predictionCol="prediction", probabilityCol="probability",
-                         groupedInput=False)
+                         groupedInput=False, directRead=True)
 
 
 class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
@@ -161,7 +164,7 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *, members=None, labels=None, focalLabels=None, multiLabel=None,
                  weights=None, logOffsets=None, thresholds=None, predictionCol="prediction",
-                 probabilityCol="probability", groupedInput=False):
+                 probabilityCol="probability", groupedInput=False, directRead=True):
         super().__init__()
         kwargs = dict(self._input_kwargs)
         self.members = list(kwargs.pop("members", None) or [])
@@ -184,6 +187,9 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
 
     def setGroupedInput(self, value):
         return self._set(groupedInput=value)
+
+    def setDirectRead(self, value):
+        return self._set(directRead=value)
 
     def _check_members(self):
         labels = self.getLabels()
@@ -217,7 +223,8 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
             out = predict_lines(dataset, [m.network_bytes for m in self.members], labels,
                                 self.getOrDefault(self.multiLabel),
                                 self.members[0].getBatchSize(),
-                                self.getOrDefault(self.groupedInput), weights, prob_col)
+                                self.getOrDefault(self.groupedInput), weights, prob_col,
+                                self.getOrDefault(self.directRead))
             return out.withColumn(self.getOrDefault(self.predictionCol), decision_expr(
                 F.col(prob_col), labels, self.getOrDefault(self.multiLabel),
                 self.getOrDefault(self.logOffsets), self.getOrDefault(self.thresholds)))

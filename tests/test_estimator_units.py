@@ -235,6 +235,67 @@ def _assert_each_line_once_with_its_mean(out, expected):
         assert row.label == LABELS[row.line_idx % 3]
 
 
+def _written_windows(spark, tmp_path, docs):
+    """`_windows` written as Parquet partitioned by split, each split in one file (as
+    the Windower writes: a document's windows together), read back plainly."""
+    path = str(tmp_path / "windows")
+    _windows(spark, docs).coalesce(1).write.partitionBy("split").parquet(path)
+    return path
+
+
+def _scans_parquet_in_the_jvm(df) -> bool:
+    return "FileScan parquet" in df._jdf.queryExecution().executedPlan().toString()
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("arrow_batch", [10000, 3])
+def test_python_workers_read_plain_parquet_input_with_the_same_lines(spark, tmp_path, grouped,
+                                                                     arrow_batch):
+    net, data = _network_bytes(tmp_path)
+    docs = {"doc_a": 9, "doc_b": 5, "doc_c": 3, "doc_d": 12}
+    path = _written_windows(spark, tmp_path, docs)
+    windows = spark.read.parquet(path)
+    expected = _expected_lines(net, windows.toPandas())
+    model = BiLSTMModel(labels=LABELS, batchSize=2, groupedInput=grouped)
+    model._network_bytes = data
+    with _arrow_batch(spark, arrow_batch):
+        out = model.transform(windows)
+        assert not _scans_parquet_in_the_jvm(out)  # the files were read in Python
+        out = out.toPandas()
+    _assert_each_line_once_with_its_mean(out, expected)
+    # The split column, which is not in the files, comes from each file's path.
+    assert dict(zip(out["doc_id"], out["split"])) == {
+        "doc_a": "train", "doc_b": "test", "doc_c": "train", "doc_d": "test"}
+    # Without directRead the JVM scans the same files, with the same result.
+    model.setDirectRead(False)
+    through_jvm = model.transform(windows)
+    assert _scans_parquet_in_the_jvm(through_jvm)
+    _assert_each_line_once_with_its_mean(through_jvm.toPandas(), expected)
+
+
+def test_filtered_or_computed_input_goes_through_the_jvm(spark, tmp_path):
+    from pyspark.sql import functions as F
+
+    net, data = _network_bytes(tmp_path)
+    path = _written_windows(spark, tmp_path, {"doc_a": 9, "doc_b": 5, "doc_c": 3})
+    windows = spark.read.parquet(path)
+    model = BiLSTMModel(labels=LABELS, batchSize=2)
+    model._network_bytes = data
+    test = windows.filter(windows.split == "test")
+    out = model.transform(test)
+    assert _scans_parquet_in_the_jvm(out)
+    _assert_each_line_once_with_its_mean(out.toPandas(), _expected_lines(net, test.toPandas()))
+    assert _scans_parquet_in_the_jvm(model.transform(
+        windows.withColumn("start", F.greatest("start", F.lit(0)))))
+    # One split without a filter: its folder read with the base path, in Python.
+    one_split = spark.read.option("basePath", path).parquet(f"{path}/split=test")
+    out = model.transform(one_split)
+    assert not _scans_parquet_in_the_jvm(out)
+    out = out.toPandas()
+    _assert_each_line_once_with_its_mean(out, _expected_lines(net, test.toPandas()))
+    assert set(out["split"]) == {"test"}
+
+
 def test_grouped_input_with_a_document_split_across_partitions_fails_naming_it(spark, tmp_path):
     _, data = _network_bytes(tmp_path)
     base = _windows(spark, {"doc_a": 12})

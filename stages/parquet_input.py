@@ -1,0 +1,181 @@
+"""Windows read from their Parquet files by the Python workers themselves.
+
+When the DataFrame given to a model's transform is a plain scan of Parquet files (for
+example ``spark.read.parquet(windows_dir)``, with columns selected or dropped but no
+filter), the Python workers that run the network can read those files directly with
+pyarrow instead of receiving the rows from the JVM. That skips the JVM's Parquet decode
+and its rows-to-Arrow hand-over, about a third of the JVM's share of prediction (see
+benchmarks/predict_throughput.py). Petastorm reads the training windows the same way.
+
+Anything else (a filter, a join, a computed column, a format other than Parquet, files
+the driver cannot open with pyarrow) keeps the general path: `parquet_files` returns
+None. A hive-style partition column the model needs (``split``) is taken from the
+file's path (``.../split=test/part-0.parquet``), as Spark does; to predict one split
+without a filter, read it with its base path:
+``spark.read.option("basePath", windows_dir).parquet(f"{windows_dir}/split=test")``.
+
+Documents stay together: each file is read whole, in order, by one task, so the windows
+of a document written into one file (as the Windower writes them) arrive together.
+"""
+import logging
+import re
+from urllib.parse import unquote
+
+logger = logging.getLogger(__name__)
+
+_PLAN_NODES = {"LogicalRelation", "Project"}
+
+
+def parquet_files(dataset, columns):
+    """[(path, {partition column: value})] behind `dataset`, or None (use the JVM).
+
+    None unless the optimized plan is Parquet relation under projections of plain
+    columns, every needed column is in the files or a string partition column, and the
+    first file opens with pyarrow from the driver.
+    """
+    try:
+        plan = dataset._jdf.queryExecution().optimizedPlan()
+        relation = _plain_relation(plan)
+    except Exception as exc:  # noqa: BLE001 - any py4j surprise: the general path
+        logger.debug("direct Parquet read not possible: %s", exc)
+        return None
+    if relation is None:
+        return None
+    partition = list(relation.partitionSchema().fieldNames())
+    for name in partition:
+        if name in columns and not isinstance(dataset.schema[name].dataType,
+                                              _string_type()):
+            return None
+    files = sorted(dataset.inputFiles())
+    if not files:
+        return None
+    try:
+        import pyarrow.parquet as pq
+
+        fs, path = _filesystem(files[0])
+        names = set(pq.ParquetFile(fs.open_input_file(path)).schema_arrow.names)
+    except Exception as exc:  # noqa: BLE001 - e.g. credentials only the JVM has
+        logger.info("windows read through the JVM: pyarrow cannot open %s (%s)", files[0], exc)
+        return None
+    missing = [c for c in columns if c not in names and c not in partition]
+    if missing:
+        return None
+    return [(f, {k: v for k, v in _partition_values(f).items() if k in partition})
+            for f in files]
+
+
+def _plain_relation(plan):
+    """The HadoopFsRelation of a Parquet scan under attribute-only projections, or None."""
+    node = plan
+    while True:
+        kind = node.getClass().getSimpleName()
+        if kind not in _PLAN_NODES:
+            return None
+        if kind == "Project":
+            for expr in _scala_list(node.projectList()):
+                if expr.getClass().getSimpleName() != "AttributeReference":
+                    return None
+            node = node.child()
+            continue
+        relation = node.relation()
+        if relation.getClass().getSimpleName() != "HadoopFsRelation":
+            return None
+        if "Parquet" not in relation.fileFormat().getClass().getSimpleName():
+            return None
+        return relation
+
+
+def _scala_list(seq) -> list:
+    it, out = seq.iterator(), []
+    while it.hasNext():
+        out.append(it.next())
+    return out
+
+
+def _string_type():
+    from pyspark.sql.types import StringType
+
+    return StringType
+
+
+_PARTITION = re.compile(r"^([^=/]+)=([^/]*)$")
+
+
+def _partition_values(path: str) -> dict:
+    """Hive-style `name=value` folders of a file's path (the innermost wins)."""
+    values = {}
+    for part in path.split("/")[:-1]:
+        m = _PARTITION.match(part)
+        if m:
+            values[unquote(m.group(1))] = unquote(m.group(2))
+    return values
+
+
+def _filesystem(url: str):
+    """(pyarrow filesystem, path in it) for a URL Spark listed (file:, hdfs:, s3a:, ...)."""
+    from pyarrow import fs as pafs
+
+    if url.startswith("file:"):
+        return pafs.LocalFileSystem(), unquote(re.sub(r"^file:(//)?", "", url))
+    if url.startswith(("s3a:", "s3n:")):
+        url = "s3:" + url.split(":", 1)[1]
+    try:
+        return pafs.FileSystem.from_uri(url)
+    except Exception:  # noqa: BLE001 - schemes pyarrow lacks: through fsspec
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(url)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def packed(files, tasks: int) -> list:
+    """The files dealt into at most `tasks` lists of similar total size, order kept."""
+    tasks = max(1, min(tasks, len(files)))
+    sizes = [_size(f) for f, _ in files]
+    bins, totals = [[] for _ in range(tasks)], [0] * tasks
+    for i in sorted(range(len(files)), key=lambda i: -sizes[i]):
+        j = totals.index(min(totals))
+        bins[j].append(i)
+        totals[j] += sizes[i]
+    return [[files[i] for i in sorted(b)] for b in bins if b]
+
+
+def _size(url: str) -> int:
+    try:
+        fs, path = _filesystem(url)
+        return fs.get_file_info(path).size or 1
+    except Exception:  # noqa: BLE001 - unknown size: count the file as one unit
+        return 1
+
+
+def read_batches(assignments, columns, schema, batch_rows: int):
+    """Arrow batches of `columns` (cast to `schema`) from the files of each assignment.
+
+    `assignments` are Arrow batches of a `files` column (a list of [path, partition JSON]
+    pairs per row). Row groups stream one batch at a time: memory holds one batch of a
+    file, not the file.
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for assignment in assignments:
+        for files in assignment.column("files").to_pylist():
+            for path, partition_json in files:
+                partition = json.loads(partition_json)
+                fs, local = _filesystem(path)
+                with fs.open_input_file(local) as fh:
+                    parquet = pq.ParquetFile(fh)
+                    in_file = [c for c in columns if c not in partition
+                               or c in parquet.schema_arrow.names]
+                    for batch in parquet.iter_batches(batch_size=batch_rows,
+                                                      columns=in_file):
+                        arrays = []
+                        for field in schema:
+                            if field.name in in_file:
+                                arrays.append(batch.column(field.name).cast(field.type))
+                            else:
+                                arrays.append(pa.array([partition[field.name]] * batch.num_rows,
+                                                       field.type))
+                        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
