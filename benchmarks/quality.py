@@ -213,6 +213,7 @@ def run_network(spark, cfg, manifest, loss: str, seed: int, name: str) -> dict:
     import mlflow
 
     from focalseq.pipelines import builders
+    from focalseq.pipelines.prepare import read_split
     from focalseq.tracking import report_metrics
 
     run_cfg = _skol.with_train(cfg, loss=loss, loss_config=dict(LOSS_CONFIGS[loss]),
@@ -229,10 +230,10 @@ def run_network(spark, cfg, manifest, loss: str, seed: int, name: str) -> dict:
         history = fitted[0].training_summary["history"]
         best = max(history, key=lambda r: r.get("val_focal_macro_f1", -1.0)) if history else {}
 
-        val = model.transform(windows.filter(windows.split == "validation"))
+        val = model.transform(read_split(spark, manifest, "validation"))
         offsets = tune_offsets(val.select("probability", "label").toPandas(), cfg.labels,
                                cfg.focal_labels)
-        test_windows = windows.filter(windows.split == "test")
+        test_windows = read_split(spark, manifest, "test")
         report = builders.evaluator(run_cfg, "test", False).report(model.transform(test_windows))
         model.setLogOffsets(offsets)
         tuned = builders.evaluator(run_cfg, "test", False).report(model.transform(test_windows))

@@ -162,6 +162,20 @@ def load_manifest(out_dir: str) -> dict:
         return json.load(fh)
 
 
+def read_split(spark, manifest: dict, split: str):
+    """The windows of one split, `split` column included, as a plain Parquet scan.
+
+    Reading the split's folder with the base path (rather than filtering the whole
+    folder) keeps the scan plain, so models' Python workers read its files themselves
+    (BiLSTMModel.directRead).
+    """
+    if split not in manifest["splits"]:
+        raise ValueError(f"split: {split!r} has no windows; prepared splits are "
+                         f"{sorted(manifest['splits'])}")
+    return (spark.read.option("basePath", manifest["windows_dir"])
+            .parquet(manifest["splits"][split]))
+
+
 def _parse_metrics():
     """Fixed-size aggregates over the pass's rows: windows, problems, label counts."""
     is_problem = F.col("problem").isNotNull()

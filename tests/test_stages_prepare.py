@@ -77,6 +77,22 @@ def test_layout_one_folder_per_split_plus_manifest_and_problems(prepared):
     assert os.path.isdir(os.path.join(out, "_problems"))
 
 
+def test_read_split_gives_that_split_as_a_plain_scan(spark, prepared):
+    from focalseq.pipelines.prepare import read_split
+
+    whole = spark.read.parquet(prepared["out"])
+    for split in ("test", "train"):
+        one = read_split(spark, prepared["manifest"], split)
+        assert one.columns == whole.columns  # the split column too
+        assert sorted(map(tuple, one.select("doc_id", "start", "split").collect())) == sorted(
+            map(tuple, whole.filter(whole.split == split)
+                .select("doc_id", "start", "split").collect()))
+        plan = one._jdf.queryExecution().optimizedPlan().toString()
+        assert "Filter" not in plan  # so models read its files in Python
+    with pytest.raises(ValueError, match="'dev' has no windows.*'test', 'train', 'validation'"):
+        read_split(spark, prepared["manifest"], "dev")
+
+
 def test_label_counts_per_split_match_the_files(spark, prepared):
     splits = _doc_splits(spark, prepared["out"])
     expected = {}
