@@ -157,25 +157,33 @@ def read_batches(assignments, columns, schema, batch_rows: int):
     """
     import json
 
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     for assignment in assignments:
         for files in assignment.column("files").to_pylist():
             for path, partition_json in files:
                 partition = json.loads(partition_json)
-                fs, local = _filesystem(path)
-                with fs.open_input_file(local) as fh:
-                    parquet = pq.ParquetFile(fh)
-                    in_file = [c for c in columns if c not in partition
-                               or c in parquet.schema_arrow.names]
-                    for batch in parquet.iter_batches(batch_size=batch_rows,
-                                                      columns=in_file):
-                        arrays = []
-                        for field in schema:
-                            if field.name in in_file:
-                                arrays.append(batch.column(field.name).cast(field.type))
-                            else:
-                                arrays.append(pa.array([partition[field.name]] * batch.num_rows,
-                                                       field.type))
-                        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+                try:
+                    fs, local = _filesystem(path)
+                    fh = fs.open_input_file(local)
+                except Exception as exc:
+                    raise OSError(f"{path}: pyarrow cannot open it in this executor ({exc}); "
+                                  "transform with directRead=False to read it through "
+                                  "Spark") from exc
+                with fh:
+                    yield from _file_batches(pq.ParquetFile(fh), partition, columns, schema,
+                                             batch_rows)
+
+
+def _file_batches(parquet, partition, columns, schema, batch_rows):
+    import pyarrow as pa
+
+    in_file = [c for c in columns if c not in partition or c in parquet.schema_arrow.names]
+    for batch in parquet.iter_batches(batch_size=batch_rows, columns=in_file):
+        arrays = []
+        for field in schema:
+            if field.name in in_file:
+                arrays.append(batch.column(field.name).cast(field.type))
+            else:  # a partition column: its value from the path
+                arrays.append(pa.array([partition[field.name]] * batch.num_rows, field.type))
+        yield pa.RecordBatch.from_arrays(arrays, schema=schema)

@@ -273,6 +273,21 @@ def test_python_workers_read_plain_parquet_input_with_the_same_lines(spark, tmp_
     _assert_each_line_once_with_its_mean(through_jvm.toPandas(), expected)
 
 
+def test_a_file_python_cannot_read_fails_naming_it_and_the_way_out(spark, tmp_path):
+    import glob
+
+    _, data = _network_bytes(tmp_path)
+    path = _written_windows(spark, tmp_path, {"doc_a": 9, "doc_b": 5})
+    model = BiLSTMModel(labels=LABELS)
+    model._network_bytes = data
+    out = model.transform(spark.read.parquet(path))  # planned while the files exist
+    gone = glob.glob(f"{path}/split=test/*.parquet")[0]
+    os.remove(gone)
+    with pytest.raises(Exception, match=f"{os.path.basename(gone)}.*pyarrow cannot open "
+                                        f"it.*directRead=False"):
+        out.collect()
+
+
 def test_filtered_or_computed_input_goes_through_the_jvm(spark, tmp_path):
     from pyspark.sql import functions as F
 
