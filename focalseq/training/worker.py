@@ -111,10 +111,11 @@ def _train(spec: dict, scratch: str) -> dict:
 # Setup ---------------------------------------------------------------------------------
 
 
-# Horovod's background thread coordinates the ranks once per cycle, busy or idle; at its
-# 1 ms default that alone costs a CPU worker about a fifth of a core. 5 ms halves it and
-# adds little latency to a step of tens of milliseconds.
-CYCLE_TIME_MS = "5"
+# Horovod's background thread coordinates the ranks once per cycle. With one collective
+# a step (focalseq.training.packed) the cycle's wait is most of a CPU step's
+# communication: 1 ms (Horovod's default) gave 2 workers x batch 32 1.07x the in-memory
+# throughput, 5 ms 0.84x (benchmarks/train_throughput.py). HOROVOD_CYCLE_TIME overrides.
+CYCLE_TIME_MS = "1"
 
 
 def _init_horovod(spec):
