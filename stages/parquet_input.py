@@ -19,6 +19,7 @@ of a document written into one file (as the Windower writes them) arrive togethe
 """
 import logging
 import re
+from functools import lru_cache
 from urllib.parse import unquote
 
 logger = logging.getLogger(__name__)
@@ -112,26 +113,49 @@ def _partition_values(path: str) -> dict:
 
 
 def _filesystem(url: str):
-    """(pyarrow filesystem, path in it) for a URL Spark listed (file:, hdfs:, s3a:, ...)."""
-    from pyarrow import fs as pafs
+    """(pyarrow filesystem, path in it) for a URL Spark listed (file:, hdfs:, s3a:, ...);
+    one filesystem object per scheme and host in a process."""
+    from urllib.parse import urlsplit
 
     if url.startswith("file:"):
-        return pafs.LocalFileSystem(), unquote(re.sub(r"^file:(//)?", "", url))
+        return _local(), unquote(re.sub(r"^file:(//)?", "", url))
     if url.startswith(("s3a:", "s3n:")):
         url = "s3:" + url.split(":", 1)[1]
+    parts = urlsplit(url)
+    fs, prefix = _remote(f"{parts.scheme}://{parts.netloc}", url)
+    return fs, prefix + unquote(parts.path).lstrip("/") if prefix else unquote(parts.path)
+
+
+@lru_cache(maxsize=None)
+def _local():
+    from pyarrow import fs as pafs
+
+    return pafs.LocalFileSystem()
+
+
+@lru_cache(maxsize=32)
+def _remote(root: str, example: str):
+    """(filesystem, how its paths start) for the scheme and host `root`, learned from
+    the path pyarrow (or fsspec) gives for `example`, a URL under `root`."""
+    from urllib.parse import urlsplit
+
+    from pyarrow import fs as pafs
+
     try:
-        return pafs.FileSystem.from_uri(url)
+        fs, path = pafs.FileSystem.from_uri(example)
     except Exception:  # noqa: BLE001 - schemes pyarrow lacks: through fsspec
         import fsspec
 
-        fs, path = fsspec.core.url_to_fs(url)
-        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+        inner, path = fsspec.core.url_to_fs(example)
+        fs = pafs.PyFileSystem(pafs.FSSpecHandler(inner))
+    tail = unquote(urlsplit(example).path).lstrip("/")
+    return fs, path[:len(path) - len(tail)] if tail and path.endswith(tail) else ""
 
 
 def packed(files, tasks: int) -> list:
     """The files dealt into at most `tasks` lists of similar total size, order kept."""
     tasks = max(1, min(tasks, len(files)))
-    sizes = [_size(f) for f, _ in files]
+    sizes = _sizes([f for f, _ in files])
     bins, totals = [[] for _ in range(tasks)], [0] * tasks
     for i in sorted(range(len(files)), key=lambda i: -sizes[i]):
         j = totals.index(min(totals))
@@ -140,12 +164,15 @@ def packed(files, tasks: int) -> list:
     return [[files[i] for i in sorted(b)] for b in bins if b]
 
 
-def _size(url: str) -> int:
+def _sizes(urls) -> list:
+    """Each file's size in bytes, asked in one call (the files share a filesystem); all 1
+    (deal by count) when that fails."""
     try:
-        fs, path = _filesystem(url)
-        return fs.get_file_info(path).size or 1
-    except Exception:  # noqa: BLE001 - unknown size: count the file as one unit
-        return 1
+        fs = _filesystem(urls[0])[0]
+        infos = fs.get_file_info([_filesystem(u)[1] for u in urls])
+        return [max(int(i.size or 0), 1) for i in infos]
+    except Exception:  # noqa: BLE001 - sizes unknown: every file counts as one unit
+        return [1] * len(urls)
 
 
 def read_batches(assignments, columns, schema, batch_rows: int):
