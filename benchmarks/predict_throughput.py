@@ -119,7 +119,7 @@ def main(argv=None):
     variants = [("BiLSTMModel.transform, local[2], JVM reads Parquet", False, False),
                 ("  the same, groupedInput=True (no shuffle)", True, False),
                 ("BiLSTMModel.transform, Python reads Parquet", False, True),
-                ("  the same, groupedInput=True (defaults of predict)", True, True)]
+                ("  the same, groupedInput=True", True, True)]
     runs = []
     for name, grouped, direct in variants:
         variant = model.copy({model.groupedInput: grouped, model.directRead: direct})
