@@ -113,8 +113,9 @@ def _train(spec: dict, scratch: str) -> dict:
 
 # Horovod's background thread coordinates the ranks once per cycle. With one collective
 # a step (focalseq.training.packed) the cycle's wait is most of a CPU step's
-# communication: 1 ms (Horovod's default) gave 2 workers x batch 32 1.07x the in-memory
-# throughput, 5 ms 0.84x (benchmarks/train_throughput.py). HOROVOD_CYCLE_TIME overrides.
+# communication: 1 ms (Horovod's default) gave 2 workers x batch 32 0.96-1.07x the
+# in-memory throughput, 5 ms 0.84x (benchmarks/train_throughput.py). HOROVOD_CYCLE_TIME
+# overrides.
 CYCLE_TIME_MS = "1"
 
 
