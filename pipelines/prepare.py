@@ -166,8 +166,8 @@ def read_split(spark, manifest: dict, split: str):
     """The windows of one split, `split` column included, as a plain Parquet scan.
 
     Reading the split's folder with the base path (rather than filtering the whole
-    folder) keeps the scan plain, so models' Python workers read its files themselves
-    (BiLSTMModel.directRead).
+    folder) gives a plain scan of just its files, which models' Python workers read
+    themselves (BiLSTMModel.directRead) without a job to list the files a filter keeps.
     """
     if split not in manifest["splits"]:
         raise ValueError(f"split: {split!r} has no windows; prepared splits are "

@@ -712,7 +712,8 @@ class _BiLSTMModelParams(HasLabels, HasFocalLabels):
                           "and no shuffle merges them; a document found in two places "
                           "fails the task, naming it", TypeConverters.toBoolean)
     directRead = _param("directRead", "when the input is a plain scan of Parquet files "
-                        "(spark.read.parquet, columns selected or dropped, no filter), the "
+                        "(spark.read.parquet, columns selected or dropped, filters on "
+                        "partition columns only), the "
                         "Python workers read the files with pyarrow instead of receiving "
                         "rows from the JVM (the same result, faster); other inputs always "
                         "go through the JVM", TypeConverters.toBoolean)

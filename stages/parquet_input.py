@@ -1,18 +1,19 @@
 """Windows read from their Parquet files by the Python workers themselves.
 
 When the DataFrame given to a model's transform is a plain scan of Parquet files (for
-example ``spark.read.parquet(windows_dir)``, with columns selected or dropped but no
-filter), the Python workers that run the network can read those files directly with
+example ``spark.read.parquet(windows_dir)``, with columns selected or dropped, filtered on
+partition columns only), the Python workers that run the network can read those files
+directly with
 pyarrow instead of receiving the rows from the JVM. That skips the JVM's Parquet decode
 and its rows-to-Arrow hand-over, about a third of the JVM's share of prediction (see
 benchmarks/predict_throughput.py). Petastorm reads the training windows the same way.
 
-Anything else (a filter, a join, a computed column, a format other than Parquet, files
-the driver cannot open with pyarrow) keeps the general path: `parquet_files` returns
-None. A hive-style partition column the model needs (``split``) is taken from the
-file's path (``.../split=test/part-0.parquet``), as Spark does; to predict one split
-without a filter, read it with its base path:
-``spark.read.option("basePath", windows_dir).parquet(f"{windows_dir}/split=test")``.
+A filter on partition columns (``split == "test"``) keeps or drops whole files, so Spark
+lists the files it keeps (a job that reads only their footers) and Python reads those.
+Anything else (a filter on the rows, a join, a computed column, a format other than
+Parquet, files the driver cannot open with pyarrow) keeps the general path:
+`parquet_files` returns None. A hive-style partition column the model needs (``split``)
+is taken from the file's path (``.../split=test/part-0.parquet``), as Spark does.
 
 Documents stay together: each file is read whole, in order, by one task, so the windows
 of a document written into one file (as the Windower writes them) arrive together.
@@ -24,37 +25,47 @@ from urllib.parse import unquote
 
 logger = logging.getLogger(__name__)
 
-_PLAN_NODES = {"LogicalRelation", "Project"}
+_PLAN_NODES = {"LogicalRelation", "Project", "Filter"}
 
 
 def parquet_files(dataset, columns):
     """[(path, {partition column: value})] behind `dataset`, or None (use the JVM).
 
-    None unless the optimized plan is Parquet relation under projections of plain
-    columns, every needed column is in the files or a string partition column, and the
-    first file opens with pyarrow from the driver.
+    None unless the optimized plan is a Parquet relation under projections of plain
+    columns and filters on partition columns, every needed column is in the files or a
+    string partition column, and the first file opens with pyarrow from the driver.
     """
     try:
         plan = dataset._jdf.queryExecution().optimizedPlan()
-        relation = _plain_relation(plan)
+        found = _plain_relation(plan)
     except Exception as exc:  # noqa: BLE001 - any py4j surprise: the general path
         logger.debug("direct Parquet read not possible: %s", exc)
         return None
-    if relation is None:
+    if found is None:
         return None
+    relation, filtered = found
     partition = list(relation.partitionSchema().fieldNames())
     for name in partition:
         if name in columns and not isinstance(dataset.schema[name].dataType,
                                               _string_type()):
             return None
-    files = sorted(dataset.inputFiles())
+    if filtered:
+        # Only partition columns are filtered (checked by _plain_relation), so the filter
+        # keeps or drops whole files: Spark prunes them, and reading no column of the
+        # remaining files costs their footers only.
+        from pyspark.sql import functions as F
+
+        files = sorted(r[0] for r in dataset.select(F.input_file_name()).distinct().collect())
+    else:
+        files = sorted(dataset.inputFiles())
     if not files:
         return None
     try:
         import pyarrow.parquet as pq
 
         fs, path = _filesystem(files[0])
-        names = set(pq.ParquetFile(fs.open_input_file(path)).schema_arrow.names)
+        with fs.open_input_file(path) as fh:
+            names = set(pq.ParquetFile(fh).schema_arrow.names)
     except Exception as exc:  # noqa: BLE001 - e.g. credentials only the JVM has
         logger.info("windows read through the JVM: pyarrow cannot open %s (%s)", files[0], exc)
         return None
@@ -66,8 +77,9 @@ def parquet_files(dataset, columns):
 
 
 def _plain_relation(plan):
-    """The HadoopFsRelation of a Parquet scan under attribute-only projections, or None."""
-    node = plan
+    """(HadoopFsRelation, filtered) of a Parquet scan under attribute-only projections
+    and filters on partition columns only, or None."""
+    node, filter_columns = plan, set()
     while True:
         kind = node.getClass().getSimpleName()
         if kind not in _PLAN_NODES:
@@ -78,12 +90,18 @@ def _plain_relation(plan):
                     return None
             node = node.child()
             continue
+        if kind == "Filter":
+            filter_columns |= {a.name() for a in _scala_list(node.condition().references())}
+            node = node.child()
+            continue
         relation = node.relation()
         if relation.getClass().getSimpleName() != "HadoopFsRelation":
             return None
         if "Parquet" not in relation.fileFormat().getClass().getSimpleName():
             return None
-        return relation
+        if not filter_columns <= set(relation.partitionSchema().fieldNames()):
+            return None  # a filter on the files' rows: Spark must apply it
+        return relation, bool(filter_columns)
 
 
 def _scala_list(seq) -> list:

@@ -288,7 +288,7 @@ def test_a_file_python_cannot_read_fails_naming_it_and_the_way_out(spark, tmp_pa
         out.collect()
 
 
-def test_filtered_or_computed_input_goes_through_the_jvm(spark, tmp_path):
+def test_partition_filters_read_in_python_other_filters_through_the_jvm(spark, tmp_path):
     from pyspark.sql import functions as F
 
     net, data = _network_bytes(tmp_path)
@@ -296,10 +296,20 @@ def test_filtered_or_computed_input_goes_through_the_jvm(spark, tmp_path):
     windows = spark.read.parquet(path)
     model = BiLSTMModel(labels=LABELS, batchSize=2)
     model._network_bytes = data
+    # A filter on the partition column keeps or drops whole files: read in Python.
     test = windows.filter(windows.split == "test")
     out = model.transform(test)
+    assert not _scans_parquet_in_the_jvm(out)
+    out = out.toPandas()
+    _assert_each_line_once_with_its_mean(out, _expected_lines(net, test.toPandas()))
+    assert set(out["doc_id"]) == {"doc_b"} and set(out["split"]) == {"test"}
+    # A filter on the rows, or a computed column: Spark must apply it.
+    not_c = windows.filter(windows.doc_id != "doc_c")
+    out = model.transform(not_c)
     assert _scans_parquet_in_the_jvm(out)
-    _assert_each_line_once_with_its_mean(out.toPandas(), _expected_lines(net, test.toPandas()))
+    _assert_each_line_once_with_its_mean(out.toPandas(), _expected_lines(net, not_c.toPandas()))
+    mixed = windows.filter((windows.split == "train") & (windows.doc_id != "doc_c"))
+    assert _scans_parquet_in_the_jvm(model.transform(mixed))
     assert _scans_parquet_in_the_jvm(model.transform(
         windows.withColumn("start", F.greatest("start", F.lit(0)))))
     # One split without a filter: its folder read with the base path, in Python.
