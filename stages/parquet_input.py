@@ -3,10 +3,11 @@
 When the DataFrame given to a model's transform is a plain scan of Parquet files (for
 example ``spark.read.parquet(windows_dir)``, with columns selected or dropped, filtered on
 partition columns only), the Python workers that run the network can read those files
-directly with
-pyarrow instead of receiving the rows from the JVM. That skips the JVM's Parquet decode
-and its rows-to-Arrow hand-over, about a third of the JVM's share of prediction (see
-benchmarks/predict_throughput.py). Petastorm reads the training windows the same way.
+directly with pyarrow instead of receiving the rows from the JVM. That skips the JVM's
+Parquet decode and its rows-to-Arrow hand-over: for a million lines, about a second of
+the two that Spark added to the network's time on two cores (see
+benchmarks/predict_throughput.py and docs/training.md). Petastorm reads the training
+windows the same way.
 
 A filter on partition columns (``split == "test"``) keeps or drops whole files, so Spark
 lists the files it keeps (a job that reads only their footers) and Python reads those.
@@ -79,7 +80,7 @@ def parquet_files(dataset, columns):
 def _plain_relation(plan):
     """(HadoopFsRelation, filtered) of a Parquet scan under attribute-only projections
     and filters on partition columns only, or None."""
-    node, filter_columns = plan, set()
+    node, filter_columns, filtered = plan, set(), False
     while True:
         kind = node.getClass().getSimpleName()
         if kind not in _PLAN_NODES:
@@ -91,7 +92,12 @@ def _plain_relation(plan):
             node = node.child()
             continue
         if kind == "Filter":
-            filter_columns |= {a.name() for a in _scala_list(node.condition().references())}
+            condition = node.condition()
+            names = {a.name() for a in _scala_list(condition.references())}
+            if not condition.deterministic() or not names:
+                return None  # rand() and the like keep or drop rows, not files
+            filter_columns |= names
+            filtered = True
             node = node.child()
             continue
         relation = node.relation()
@@ -101,7 +107,7 @@ def _plain_relation(plan):
             return None
         if not filter_columns <= set(relation.partitionSchema().fieldNames()):
             return None  # a filter on the files' rows: Spark must apply it
-        return relation, bool(filter_columns)
+        return relation, filtered
 
 
 def _scala_list(seq) -> list:
@@ -151,10 +157,18 @@ def _local():
     return pafs.LocalFileSystem()
 
 
-@lru_cache(maxsize=32)
+_REMOTE = {}
+
+
 def _remote(root: str, example: str):
-    """(filesystem, how its paths start) for the scheme and host `root`, learned from
-    the path pyarrow (or fsspec) gives for `example`, a URL under `root`."""
+    """(filesystem, how its paths start) for the scheme and host `root`, learned once
+    from the path pyarrow (or fsspec) gives for `example`, a URL under `root`."""
+    if root not in _REMOTE:
+        _REMOTE[root] = _open_remote(example)
+    return _REMOTE[root]
+
+
+def _open_remote(example: str):
     from urllib.parse import urlsplit
 
     from pyarrow import fs as pafs

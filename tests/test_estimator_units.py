@@ -310,6 +310,8 @@ def test_partition_filters_read_in_python_other_filters_through_the_jvm(spark, t
     _assert_each_line_once_with_its_mean(out.toPandas(), _expected_lines(net, not_c.toPandas()))
     mixed = windows.filter((windows.split == "train") & (windows.doc_id != "doc_c"))
     assert _scans_parquet_in_the_jvm(model.transform(mixed))
+    sampled = windows.filter((windows.split == "train") & (F.rand(seed=1) < 0.5))
+    assert _scans_parquet_in_the_jvm(model.transform(sampled))
     assert _scans_parquet_in_the_jvm(model.transform(
         windows.withColumn("start", F.greatest("start", F.lit(0)))))
     # One split without a filter: its folder read with the base path, in Python.

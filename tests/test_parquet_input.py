@@ -28,3 +28,11 @@ def test_files_are_dealt_by_size_keeping_their_order(tmp_path):
     # Sizes unknown (files gone): dealt by count.
     gone = [(f"file://{tmp_path}/none{i}", {}) for i in range(3)]
     assert sorted(len(b) for b in pi.packed(gone, 2)) == [1, 2]
+
+
+def test_one_filesystem_per_scheme_and_host_with_its_paths():
+    fs, path = pi._filesystem("memory://bucket/a/split=test/x.parquet")
+    fs2, path2 = pi._filesystem("memory://bucket/b/y%20z.parquet")
+    assert fs is fs2  # not a new filesystem (an S3 client, say) per file
+    assert path.endswith("bucket/a/split=test/x.parquet")
+    assert path2.endswith("bucket/b/y z.parquet")
