@@ -24,6 +24,8 @@ import re
 from functools import lru_cache
 from urllib.parse import unquote
 
+from pyspark.sql.types import StringType
+
 logger = logging.getLogger(__name__)
 
 _PLAN_NODES = {"LogicalRelation", "Project", "Filter"}
@@ -47,9 +49,8 @@ def parquet_files(dataset, columns):
     relation, filtered = found
     partition = list(relation.partitionSchema().fieldNames())
     for name in partition:
-        if name in columns and not isinstance(dataset.schema[name].dataType,
-                                              _string_type()):
-            return None
+        if name in columns and not isinstance(dataset.schema[name].dataType, StringType):
+            return None  # values from the path are strings
     if filtered:
         # Only partition columns are filtered (checked by _plain_relation), so the filter
         # keeps or drops whole files: Spark prunes them, and reading no column of the
@@ -115,12 +116,6 @@ def _scala_list(seq) -> list:
     while it.hasNext():
         out.append(it.next())
     return out
-
-
-def _string_type():
-    from pyspark.sql.types import StringType
-
-    return StringType
 
 
 _PARTITION = re.compile(r"^([^=/]+)=([^/]*)$")

@@ -157,15 +157,15 @@ def _windows(spark, docs, multi_label=False, split=True):
     return df
 
 
-def _network_bytes(tmp_path, multi_label=False):
+def _network_bytes(tmp_path, multi_label=False, seed=7):
     import tensorflow as tf
 
     from focalseq.training.network import build_network
 
-    tf.keras.utils.set_random_seed(7)
+    tf.keras.utils.set_random_seed(seed)
     net = build_network(W, K, F, 3, vocab_size=64, embedding_dim=8, hidden_size=8,
                         multi_label=multi_label)
-    path = str(tmp_path / "net.keras")
+    path = str(tmp_path / f"net-{seed}.keras")
     net.save(path)
     with open(path, "rb") as fh:
         return net, fh.read()
@@ -286,6 +286,25 @@ def test_a_file_python_cannot_read_fails_naming_it_and_the_way_out(spark, tmp_pa
     with pytest.raises(Exception, match=f"{os.path.basename(gone)}.*pyarrow cannot open "
                                         f"it.*directRead=False"):
         out.collect()
+
+
+def test_ensemble_reads_plain_parquet_in_python_too(spark, tmp_path):
+    from focalseq.stages.ensemble import EnsembleModel
+
+    members, expected = [], []
+    windows = spark.read.parquet(_written_windows(spark, tmp_path, {"doc_a": 9, "doc_b": 5}))
+    for seed in (7, 8):
+        net, data = _network_bytes(tmp_path, seed=seed)
+        member = BiLSTMModel(labels=LABELS, batchSize=2)
+        member._network_bytes = data
+        members.append(member)
+        expected.append(_expected_lines(net, windows.toPandas()))
+    ensemble = EnsembleModel(members=members)
+    out = ensemble.transform(windows)
+    assert not _scans_parquet_in_the_jvm(out)
+    mean = {k: (expected[0][k] + expected[1][k]) / 2 for k in expected[0]}
+    _assert_each_line_once_with_its_mean(out.toPandas(), mean)
+    assert _scans_parquet_in_the_jvm(ensemble.setDirectRead(False).transform(windows))
 
 
 def test_partition_filters_read_in_python_other_filters_through_the_jvm(spark, tmp_path):

@@ -4,8 +4,9 @@
 (the token embedding's `IndexedSlices`) with two allgathers, values and indices: three
 collectives a step, each with its own negotiation round in Horovod's background thread.
 On CPU workers sharing a few cores that latency, not the bytes, is most of the cost of a
-step (benchmarks/horovod_step_cost.py: about 9.5 ms a step at batch 32 against a 12.5 ms
-step of compute). Here every rank packs its gradients into one float32 vector
+step (benchmarks/horovod_step_cost.py: about 10 ms a step at batch 32 against a 12.5 ms
+step of compute; 4.5 ms this way). Here every rank packs its gradients into one float32
+vector
 
     [rows of each sparse gradient | every dense gradient, flattened |
      for each sparse gradient: its row indices, then its rows]

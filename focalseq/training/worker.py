@@ -290,16 +290,16 @@ def _build_model(hvd, spec, steps_per_epoch):
     lr = WarmupSchedule(peak, warmup_steps, 1.0 / hvd.size(), decay_steps) \
         if warmup_steps > 0 or decay_steps > 0 else peak
     optimizer_class = _deduplicating(OPTIMIZERS[spec["optimizer"]])
-    if (hvd.size() > 1 and packable(model.trainable_variables)
-            and not tf.config.list_physical_devices("GPU")):
-        # CPU workers: one allgather a step for every gradient instead of Horovod's
-        # allreduce plus two allgathers for the embedding; the latency of each collective,
-        # not its bytes, dominates a CPU step. GPUs keep Horovod's (NCCL) allreduce.
-        opt = one_collective(optimizer_class, hvd)(learning_rate=lr,
-                                                   clipnorm=spec.get("clipnorm"))
-    else:
-        opt = hvd.DistributedOptimizer(
-            optimizer_class(learning_rate=lr, clipnorm=spec.get("clipnorm")))
+    # CPU workers: one allgather a step for every gradient instead of Horovod's allreduce
+    # plus two allgathers for the embedding; the latency of each collective, not its
+    # bytes, dominates a CPU step. GPUs keep Horovod's (NCCL) allreduce.
+    packed = (hvd.size() > 1 and packable(model.trainable_variables)
+              and not tf.config.list_physical_devices("GPU"))
+    if packed:
+        optimizer_class = one_collective(optimizer_class, hvd)
+    opt = optimizer_class(learning_rate=lr, clipnorm=spec.get("clipnorm"))
+    if not packed:
+        opt = hvd.DistributedOptimizer(opt)
     model.compile(optimizer=opt, loss=loss, experimental_run_tf_function=False)
     return model, loss
 
