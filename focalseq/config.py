@@ -141,6 +141,10 @@ class Config:
         return dataclasses.asdict(self)
 
 
+# The one instance every layer reads its defaults from (stage params, the Python API).
+DEFAULTS = Config()
+
+
 def is_url(path: str) -> bool:
     return "://" in path or path.startswith("dbfs:")
 
