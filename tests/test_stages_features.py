@@ -1,90 +1,18 @@
-"""LineFeaturizer: the batch implementation equals focalseq.text.features line by line,
-features switch with params, ids are stable across processes, persistence."""
+"""LineFeaturizer: Spark's output equals focalseq.text.features line by line, features
+switch with params, defaults come from the config, ids are stable across processes,
+persistence. The batch featurizer itself is tested in test_text_batch_features.py."""
 import json
 import os
 import subprocess
 import sys
 import zlib
 
-import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from focalseq.stages.features import LineFeaturizer, featurize_lines, read_feature_metadata
+from focalseq.config import DEFAULTS
+from focalseq.stages.features import LineFeaturizer, read_feature_metadata
 from focalseq.text.features import SHAPE_FEATURES, TokenConfig, shape_features, token_ids
 from focalseq.text.yedda import Line
-
-# Text that exercises every feature and the corner cases of the batch implementation:
-# characters that match ASCII letters only under re.IGNORECASE (U+0130, U+0131, U+017F,
-# U+212A), astral characters, NUL and LF inside a text, form feeds, digits of other
-# scripts.
-_PIECES = st.sampled_from([
-    "Agaricus campestris", "A. campestris", "L.", "sp. nov.", "comb. nov.", "var. ", "f. sp.",
-    "nom. nud.", "forma specialis", "emend.", "MycoBank", "MB 512345", "IF 12345", "Holotype",
-    "TYPE", "Type:", "typus", "Fig. 3", "Plate", "Tab", "(Fr.) Kummer", "(Cooke)Deighton",
-    "5–8 × 3 µm", "12 um", "1821", "2023", "1492", "١٢٣٤", "\U0001d7d9\U0001d7da",
-    "\U0001F344", "\u0130", "\u0131f 12345", "\u017fp. nov.", "my\u212aobank", "x", "  ",
-    "\t", "\f", "\x00", "\n", ".", ":", ",", ";", "(", ")", "-", "É", "ß", "ǅ", "Σ", "The",
-])
-_TEXTS = st.one_of(st.lists(_PIECES, max_size=12).map(" ".join),
-                   st.lists(_PIECES, max_size=12).map("".join), st.text(max_size=80))
-
-
-def _reference(texts, idx, n, blank, indent, cfg, enabled):
-    tokens = np.array([token_ids(t, cfg) for t in texts], dtype=np.int32)
-    shapes = np.array([shape_features(Line(1, t, None, b, k), i, m, enabled)
-                       for t, i, m, b, k in zip(texts, idx, n, blank, indent)],
-                      dtype=np.float32).reshape(len(texts), len(enabled))
-    return tokens.reshape(len(texts), cfg.max_tokens), shapes
-
-
-@settings(max_examples=120, deadline=None)
-@given(st.lists(st.tuples(_TEXTS, st.integers(0, 30), st.integers(1, 30), st.booleans(),
-                          st.integers(0, 20)), min_size=1, max_size=12),
-       st.sampled_from([TokenConfig(vocab_size=32768, max_tokens=24),
-                        TokenConfig(vocab_size=5, max_tokens=3),
-                        TokenConfig(words=False, max_tokens=6),
-                        TokenConfig(suffixes=False, max_tokens=40),
-                        TokenConfig(char_ngrams=True, max_tokens=30, ngram_n=2),
-                        TokenConfig(words=False, suffixes=False, char_ngrams=False)]))
-def test_batch_features_equal_the_line_by_line_reference(rows, cfg):
-    texts = [r[0] for r in rows]
-    n = [r[2] for r in rows]
-    idx = [min(r[1], m - 1) for r, m in zip(rows, n)]
-    blank = [r[3] for r in rows]
-    indent = [r[4] for r in rows]
-    tokens, shapes = featurize_lines(texts, idx, n, blank, indent, cfg, SHAPE_FEATURES)
-    ref_tokens, ref_shapes = _reference(texts, idx, n, blank, indent, cfg, SHAPE_FEATURES)
-    np.testing.assert_array_equal(tokens, ref_tokens)
-    np.testing.assert_array_equal(shapes, ref_shapes)
-
-
-def test_batch_features_on_the_real_corpus_equal_the_reference():
-    from focalseq.text.yedda import decode_bytes, parse_yedda
-
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "skol",
-                        "Mycotaxon", "Vol117")
-    if not os.path.isdir(root):
-        pytest.skip(f"real corpus not found at {root}")
-    texts, idx, n, blank, indent = [], [], [], [], []
-    for name in sorted(os.listdir(root))[:12]:
-        with open(os.path.join(root, name), "rb") as fh:
-            lines, _ = parse_yedda(decode_bytes(fh.read())[0])
-        texts += [x.text for x in lines]
-        idx += range(len(lines))
-        n += [len(lines)] * len(lines)
-        blank += [x.blank_before for x in lines]
-        indent += [x.indent for x in lines]
-    cfg = TokenConfig(vocab_size=32768, max_tokens=24)
-    got = featurize_lines(texts, idx, n, blank, indent, cfg, SHAPE_FEATURES)
-    ref = _reference(texts, idx, n, blank, indent, cfg, SHAPE_FEATURES)
-    assert len(texts) > 2000
-    np.testing.assert_array_equal(got[0], ref[0])
-    np.testing.assert_array_equal(got[1], ref[1])
-
-
-# -- Spark -------------------------------------------------------------------------------
 
 LINES = [
     # doc_id, line_no, line_idx, n_lines, text, label, raw_label, blank_before, indent
@@ -202,6 +130,23 @@ def test_columns_carry_dimensions_and_other_columns_pass_through(spark, lines):
     assert read_feature_metadata(out) == {"vocab_size": 100, "max_tokens": 5, "n_shape": 2,
                                           "shape_features": ["year", "length"]}
     assert out.schema["shape"].metadata["focalseq"]["n_shape"] == 2
+
+
+def test_defaults_are_the_configs():
+    f = DEFAULTS.features
+    feats = LineFeaturizer()
+    assert feats.token_config() == TokenConfig(
+        vocab_size=f.vocab_size, max_tokens=f.max_tokens, words=f.words, suffixes=f.suffixes,
+        suffix_len=f.suffix_len, char_ngrams=f.char_ngrams, ngram_n=f.ngram_n)
+    assert feats.enabled_shape_features() == (tuple(f.shape_features) or SHAPE_FEATURES)
+
+
+def test_none_means_the_default_and_set_params_keeps_what_it_is_not_given():
+    feats = LineFeaturizer(maxTokens=None, useWords=None, vocabSize=77)
+    assert feats.getMaxTokens() == DEFAULTS.features.max_tokens
+    assert feats.getUseWords() == DEFAULTS.features.words
+    assert feats.setParams(maxTokens=5) is feats
+    assert (feats.getVocabSize(), feats.getMaxTokens()) == (77, 5)
 
 
 @pytest.mark.parametrize("kwargs,match", [

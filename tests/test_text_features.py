@@ -64,6 +64,16 @@ def test_token_ids_char_ngrams_and_switches():
     assert token_ids("anything at all", nothing) == [0, 0, 0, 0]
 
 
+def test_suffixes_only_of_long_alphabetic_tokens_and_ngrams_of_short_tokens():
+    suffixes = TokenConfig(vocab_size=500, max_tokens=3, words=False, suffix_len=3)
+    # 'abc' is not longer than 3, '12345' is not alphabetic.
+    assert token_ids("abc 12345 abcd", suffixes) == [_expected_id("sfx:bcd", 500), 0, 0]
+    ngrams = TokenConfig(vocab_size=500, max_tokens=3, words=False, suffixes=False,
+                         char_ngrams=True, ngram_n=5)
+    # '<a>' is shorter than one 5-gram: it is its own n-gram; '.' has none.
+    assert token_ids("a .", ngrams) == [_expected_id("ng:<a>", 500), 0, 0]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.text(max_size=200), st.integers(2, 70000), st.integers(1, 40), st.booleans(),
        st.booleans(), st.booleans())

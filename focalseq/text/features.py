@@ -5,12 +5,15 @@ vocabulary never has to be built or shipped to executors. Shape features follow 
 spirit of GROBID's segmentation features (case, digits, punctuation, indentation,
 position in the document) plus cues specific to taxonomic text (binomials,
 nomenclatural acts, type citations, measurements). Every shape feature lies in [0, 1].
+
+This is the reference, line by line; :mod:`focalseq.text.batch_features` computes the
+same values for many lines at once from the patterns and hashes defined here.
 """
 import logging
 import re
 import zlib
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from focalseq.text.yedda import Line
 
@@ -63,6 +66,79 @@ class TokenConfig:
                 raise ValueError(f"TokenConfig.{name}: must be an int >= {low}, got {value!r}")
 
 
+class TokenHashes:
+    """The ids one token contributes under a :class:`TokenConfig`.
+
+    Each id is ``1 + stable_hash(key) % (vocab_size - 1)``, so it lies in
+    ``[1, vocab_size)`` and 0 stays free for padding (and for "no suffix").
+    """
+
+    def __init__(self, cfg: TokenConfig):
+        self.cfg = cfg
+        self._buckets = cfg.vocab_size - 1
+
+    def _id(self, key: str) -> int:
+        return 1 + stable_hash(key) % self._buckets
+
+    def word(self, token: str) -> int:
+        """The id of the token itself."""
+        return self._id(token)
+
+    def suffix(self, token: str) -> int:
+        """The id of ``"sfx:" + last suffix_len letters``, or 0 if the token has none.
+
+        Only alphabetic tokens longer than ``suffix_len`` have a suffix.
+        """
+        n = self.cfg.suffix_len
+        return self._id("sfx:" + token[-n:]) if len(token) > n and token.isalpha() else 0
+
+    def ngrams(self, token: str) -> Tuple[int, ...]:
+        """The ids of ``"ng:" + n-gram`` of ``<token>``; none for a non-alphanumeric token.
+
+        A token too short for one n-gram still gives one, the whole ``<token>``.
+        """
+        if not token.isalnum():
+            return ()
+        n = self.cfg.ngram_n
+        padded = "<" + token + ">"
+        return tuple(self._id("ng:" + padded[i:i + n])
+                     for i in range(max(1, len(padded) - n + 1)))
+
+
+def select_token_ids(tokens: Sequence[str], cfg: TokenConfig,
+                     word: Callable[[str], int], suffix: Callable[[str], int],
+                     ngrams: Callable[[str], Sequence[int]]) -> List[int]:
+    """A line's ids in priority order, cut at ``cfg.max_tokens`` (not padded).
+
+    The order is: all word ids (in line order), then suffix ids, then character n-gram
+    ids. The three lookups are those of :class:`TokenHashes`, passed as functions so
+    that a caller may memoise them.
+
+    Args:
+        tokens: the line's tokens (:func:`tokenize`).
+        cfg: token settings; ``words``, ``suffixes``, ``char_ngrams`` and
+            ``max_tokens`` are read here.
+        word: token -> its id.
+        suffix: token -> its suffix id, 0 for none.
+        ngrams: token -> its n-gram ids.
+
+    Returns:
+        At most ``cfg.max_tokens`` ids, none of them 0.
+    """
+    limit = cfg.max_tokens
+    ids = [word(t) for t in tokens[:limit]] if cfg.words else []
+    if cfg.suffixes and len(ids) < limit:
+        ids.extend(i for i in map(suffix, tokens) if i)
+    if cfg.char_ngrams and len(ids) < limit:
+        for t in tokens:
+            grams = ngrams(t)
+            if grams:
+                ids.extend(grams)
+                if len(ids) >= limit:
+                    break
+    return ids[:limit]
+
+
 def token_ids(text: str, cfg: TokenConfig) -> List[int]:
     """Hashes a line into exactly ``cfg.max_tokens`` ids.
 
@@ -76,26 +152,9 @@ def token_ids(text: str, cfg: TokenConfig) -> List[int]:
     Returns:
         A list of ``cfg.max_tokens`` ints, each 0 (padding) or in ``[1, vocab_size)``.
     """
-    limit = cfg.max_tokens
-    buckets = cfg.vocab_size - 1
-    tokens = tokenize(text)
-    keys: List[str] = []
-    if cfg.words:
-        keys.extend(tokens[:limit])
-    if cfg.suffixes and len(keys) < limit:
-        n = cfg.suffix_len
-        keys.extend("sfx:" + t[-n:] for t in tokens if len(t) > n and t.isalpha())
-    if cfg.char_ngrams and len(keys) < limit:
-        n = cfg.ngram_n
-        for t in tokens:
-            if not t.isalnum():
-                continue
-            padded = "<" + t + ">"
-            keys.extend("ng:" + padded[i:i + n] for i in range(max(1, len(padded) - n + 1)))
-            if len(keys) >= limit:
-                break
-    ids = [1 + stable_hash(k) % buckets for k in keys[:limit]]
-    ids.extend([0] * (limit - len(ids)))
+    hashes = TokenHashes(cfg)
+    ids = select_token_ids(tokenize(text), cfg, hashes.word, hashes.suffix, hashes.ngrams)
+    ids.extend([0] * (cfg.max_tokens - len(ids)))
     return ids
 
 
@@ -125,7 +184,9 @@ SHAPE_FEATURES: Tuple[str, ...] = (
     "measurement",       # "5–8 × 3–4 µm", "12 µm"
 )
 
-_YEAR_RE = re.compile(r"(?<!\d)(?:1[5-9]\d\d|20\d\d)(?!\d)")
+# The patterns and PUNCT_CHARS are public: focalseq.text.batch_features runs the same ones
+# over whole batches, so the two implementations cannot drift apart.
+YEAR_RE = re.compile(r"(?<!\d)(?:1[5-9]\d\d|20\d\d)(?!\d)")
 # Capitalised words that look Latin but start descriptions or sentences, not binomials.
 _GENUS_STOP = frozenset("""
 the this that these those there their its in on of for from with by at as to and or but
@@ -150,28 +211,28 @@ campus census focus versus basis analysis thesis synthesis axis axes series null
 """.split())
 _GENUS_END = r"(?:us|um|a|es|is|on|ix|ax|ex|yx|ox|e|ops|as|os|ys)"
 _LATIN_END = r"(?:us|um|a|ae|is|ii|i|es|ensis|oides|ans|ens|ex|ix|ata|ica|ina|osa|ea|ia)"
-_BINOMIAL_RE = re.compile(
+BINOMIAL_RE = re.compile(
     r"(?<![\w.])([A-Z][a-z]+" + _GENUS_END + r"\s|[A-Z]\.\s?)([a-z][a-z-]{2,}" + _LATIN_END
     + r")(?![\w-])")
-_NOMEN_RE = re.compile(
+NOMEN_RE = re.compile(
     r"\b(?:(?:sp|spec|comb|gen|nom|stat|subsp|var|fam|ord|ser|sect|subgen|f)\.?\s*nov\b"
     r"|nov\.\s*(?:sp|spec|comb|gen|var|subsp)\b"
     r"|nom\.\s*(?:nud|illeg|inval|cons|rej|superfl)\b"
     r"|var\.\s|subsp\.\s|f\.\s*sp\.|forma\s+specialis|emend\.)",
     re.IGNORECASE)
-_AUTHOR_RE = re.compile(r"\(\s*[A-Z][^()\n]{0,80}\)\s?[A-Z][a-z]")
-_MYCOBANK_RE = re.compile(r"mycobank|\bMB\s*#?\s*:?\s*\d{4,}|\bIF\s*:?\s*\d{5,}", re.IGNORECASE)
-_FIGURE_RE = re.compile(r"(?:Figs?|Figures?|Plates?|Pls?|Tab|Tables?)\b", re.IGNORECASE)
-_TYPE_RE = re.compile(
+AUTHOR_RE = re.compile(r"\(\s*[A-Z][^()\n]{0,80}\)\s?[A-Z][a-z]")
+MYCOBANK_RE = re.compile(r"mycobank|\bMB\s*#?\s*:?\s*\d{4,}|\bIF\s*:?\s*\d{5,}", re.IGNORECASE)
+FIGURE_RE = re.compile(r"(?:Figs?|Figures?|Plates?|Pls?|Tab|Tables?)\b", re.IGNORECASE)
+TYPE_RE = re.compile(
     r"\b(?:holo|iso|lecto|neo|epi|para|syn|ex-)?typ(?:us|i)\b"
     r"|\b(?:holo|iso|lecto|neo|epi|para|syn)type\b"
     r"|\bType\s*(?:species|specimen)?\s*:|(?-i:\bTYPE\b)",
     re.IGNORECASE)
 _NUM = r"\d+(?:[.,]\d+)?"
-_MEASURE_RE = re.compile(
+MEASURE_RE = re.compile(
     _NUM + r"\s*(?:\(\s*" + _NUM + r"\s*\))?\s*(?:[-–—]\s*" + _NUM + r"\s*)?"
     r"(?:[×xX*]\s*" + _NUM + r"|(?:µm|μm|um|mm|cm|nm)\b)")
-_PUNCT_CHARS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~–—‘’“”•·×§¶…")
+PUNCT_CHARS = frozenset("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~–—‘’“”•·×§¶…")
 
 
 class _View:
@@ -194,11 +255,14 @@ def _ratio(count: int, total: int) -> float:
     return count / total if total else 0.0
 
 
+def is_binomial(match: re.Match) -> bool:
+    """Whether a match of :data:`BINOMIAL_RE` is a binomial, not a common word pair."""
+    return match.group(1).strip().lower() not in _GENUS_STOP and \
+        match.group(2) not in _EPITHET_STOP
+
+
 def _has_binomial(text: str) -> bool:
-    for m in _BINOMIAL_RE.finditer(text):
-        if m.group(1).strip().lower() not in _GENUS_STOP and m.group(2) not in _EPITHET_STOP:
-            return True
-    return False
+    return any(map(is_binomial, BINOMIAL_RE.finditer(text)))
 
 
 def _position(v: _View) -> float:
@@ -211,7 +275,7 @@ _COMPUTE = {
     "length": lambda v: min(len(v.compact) / 100.0, 1.0),
     "capital_ratio": lambda v: _ratio(v.n_upper, v.n_letters),
     "digit_ratio": lambda v: _ratio(sum(c.isdigit() for c in v.compact), len(v.compact)),
-    "punct_ratio": lambda v: _ratio(sum(c in _PUNCT_CHARS for c in v.compact),
+    "punct_ratio": lambda v: _ratio(sum(c in PUNCT_CHARS for c in v.compact),
                                     len(v.compact)),
     "leading_capital": lambda v: float(v.body[:1].isupper()),
     "all_caps": lambda v: float(v.n_letters >= 2 and v.n_upper == v.n_letters),
@@ -222,14 +286,14 @@ _COMPUTE = {
     "position": _position,
     "blank_before": lambda v: float(v.line.blank_before),
     "page_break": lambda v: float("\f" in v.line.text),
-    "year": lambda v: float(_YEAR_RE.search(v.body) is not None),
+    "year": lambda v: float(YEAR_RE.search(v.body) is not None),
     "binomial": lambda v: float(_has_binomial(v.body)),
-    "nomenclature_marker": lambda v: float(_NOMEN_RE.search(v.body) is not None),
-    "author_citation": lambda v: float(_AUTHOR_RE.search(v.body) is not None),
-    "mycobank": lambda v: float(_MYCOBANK_RE.search(v.body) is not None),
-    "figure_start": lambda v: float(_FIGURE_RE.match(v.body) is not None),
-    "type_marker": lambda v: float(_TYPE_RE.search(v.body) is not None),
-    "measurement": lambda v: float(_MEASURE_RE.search(v.body) is not None),
+    "nomenclature_marker": lambda v: float(NOMEN_RE.search(v.body) is not None),
+    "author_citation": lambda v: float(AUTHOR_RE.search(v.body) is not None),
+    "mycobank": lambda v: float(MYCOBANK_RE.search(v.body) is not None),
+    "figure_start": lambda v: float(FIGURE_RE.match(v.body) is not None),
+    "type_marker": lambda v: float(TYPE_RE.search(v.body) is not None),
+    "measurement": lambda v: float(MEASURE_RE.search(v.body) is not None),
 }
 assert tuple(_COMPUTE) == SHAPE_FEATURES
 
