@@ -39,7 +39,7 @@ def fit(folder, dims, net_kwargs, batch, epochs, sync, frozen) -> dict:
     from benchmarks import _throughput
     from focalseq.losses import build_loss
     from focalseq.training.network import build_network
-    from focalseq.training.worker import _deduplicating
+    from focalseq.training.remote import _deduplicating
 
     rank, size, hvd = 0, 1, None
     if sync != "memory":

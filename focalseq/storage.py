@@ -22,12 +22,14 @@ whose executors cannot see the driver's disk, give `tmp_dir` a shared URL (e.g. 
 hdfs:// or dbfs:/ directory).
 """
 import io
-import json
 import logging
 import posixpath
 import tarfile
 import tempfile
 import uuid
+
+from focalseq import fileio
+from focalseq.stages.persistence import load_stage
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +94,7 @@ def load_model(storage: str = "disk", *, path: str = None, redis_client=None,
     if storage == "disk":
         if not path:
             raise ValueError("load_model(storage='disk') needs path, the saved directory")
-        return load_saved(path)
+        return load_stage(path)
     if storage == "redis":
         _check_redis(redis_client, redis_key)
         data = redis_client.get(redis_key)
@@ -152,12 +154,10 @@ def _save_mlflow(model, artifact_path, registered_model_name, alias, input_examp
 
 def model_to_bytes(model, tmp_dir: str = None) -> bytes:
     """The model's Spark ML save directory as gzip'd tar bytes."""
-    import fsspec
-
     with _scratch(tmp_dir) as folder:
         target = posixpath.join(folder, _ARCHIVE_ROOT)
         model.write().save(target)
-        fs, root = fsspec.core.url_to_fs(target)
+        fs, root = fileio.filesystem(target)
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             for name in sorted(fs.find(root)):
@@ -171,10 +171,8 @@ def model_to_bytes(model, tmp_dir: str = None) -> bytes:
 
 def model_from_bytes(data: bytes, tmp_dir: str = None):
     """Loads a model packed by `model_to_bytes`."""
-    import fsspec
-
     with _scratch(tmp_dir) as folder:
-        fs, root = fsspec.core.url_to_fs(folder)
+        fs, root = fileio.filesystem(folder)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
                 parts = member.name.split("/")
@@ -185,24 +183,7 @@ def model_from_bytes(data: bytes, tmp_dir: str = None):
                 fs.makedirs(posixpath.dirname(target), exist_ok=True)
                 fs.pipe_file(target, tar.extractfile(member).read())
         # Every focalseq stage reads its files while loading, so the folder can go.
-        return load_saved(posixpath.join(folder, _ARCHIVE_ROOT))
-
-
-def load_saved(path: str):
-    """Loads whatever Spark ML stage was saved in `path`, by the class in its metadata."""
-    import importlib
-
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(path)
-    parts = sorted(p for p in fs.glob(posixpath.join(root, "metadata", "part-*"))
-                   if not p.endswith(".crc"))
-    if not parts:
-        raise ValueError(f"{path}: not a saved Spark ML stage (no metadata/part-* file)")
-    metadata = json.loads(fs.cat_file(parts[0]).decode().splitlines()[0])
-    name = metadata["class"].replace("org.apache.spark", "pyspark")
-    module, _, cls = name.rpartition(".")
-    return getattr(importlib.import_module(module), cls).load(path)
+        return load_stage(posixpath.join(folder, _ARCHIVE_ROOT))
 
 
 class _scratch:
@@ -225,8 +206,6 @@ class _scratch:
         if self._local is not None:
             self._local.cleanup()
             return
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(self.path)
+        fs, root = fileio.filesystem(self.path)
         if fs.exists(root):
             fs.rm(root, recursive=True)

@@ -302,11 +302,11 @@ def _count_rows(batch, labels, multi_label, sep):
     import numpy as np
     import pyarrow as pa
 
+    from focalseq.arrow_columns import list_array, runs
+
     doc = batch.column("doc_id")
-    codes = doc.dictionary_encode().indices.to_numpy(zero_copy_only=False)
-    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
-    starts = np.concatenate([[0], change]).astype(np.int64)
-    run = np.repeat(np.arange(len(starts)), np.diff(np.concatenate([starts, [len(codes)]])))
+    starts, lengths = runs(doc)
+    run = np.repeat(np.arange(len(starts)), lengths)
     encoded = batch.column("label").dictionary_encode()
     label_codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     index = {lab: j for j, lab in enumerate(labels)}
@@ -316,9 +316,6 @@ def _count_rows(batch, labels, multi_label, sep):
         for j in {index[x] for x in names if x in index}:
             np.add.at(counts[:, j], run[label_codes == code], 1)
     n_lines = np.bincount(run, minlength=len(starts)).astype(np.int32)
-    values = pa.array(counts.reshape(-1))
-    offsets = pa.array(np.arange(0, counts.size + 1, len(labels), dtype=np.int32))
     return _with_all_columns({
         "doc_id": doc.take(pa.array(starts)), "n_lines": pa.array(n_lines),
-        "label_counts": pa.ListArray.from_arrays(offsets, values,
-                                                 type=_list_of(pa.int64()))}, len(starts))
+        "label_counts": list_array(counts)}, len(starts))

@@ -10,24 +10,28 @@ under the ensemble's own path (`members/member_NN`), each by its own writer.
 """
 import json
 import logging
-import os
+import posixpath
 from functools import reduce
 
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.util import (DefaultParamsReader, DefaultParamsWriter, MLReadable, MLReader,
-                             MLWritable, MLWriter)
+from pyspark.ml.param.shared import HasPredictionCol, HasProbabilityCol
+from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable, MLWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from focalseq.stages._params import HasFocalLabels, HasLabels
-from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel, _BiLSTMParams, predict_lines
+from focalseq.stages._params import (HasDecisionRule, HasFocalLabels, HasLabels,
+                                     HasMultiLabel, HasWindowInput)
+from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel
+from focalseq.stages.bilstm_params import BiLSTMParams
+from focalseq.stages.decision import decision_expr
+from focalseq.stages.persistence import FilesReader, FilesWriter, load_stage
 
 logger = logging.getLogger(__name__)
 
 
-class _EnsembleEstimatorParams(_BiLSTMParams):
+class _EnsembleEstimatorParams(BiLSTMParams):
     memberParams = Param(Params._dummy(), "memberParams",
                          "JSON list with one object per member: the BiLSTMEstimator params "
                          "that member overrides, e.g. [{\"seed\": 0}, {\"seed\": 1, \"loss\": "
@@ -122,34 +126,21 @@ class EnsembleEstimator(Estimator, _EnsembleEstimatorParams, MLReadable, MLWrita
         return DefaultParamsReader(cls)
 
 
-class _EnsembleModelParams(HasLabels, HasFocalLabels):
-    multiLabel = Param(Params._dummy(), "multiLabel", "sigmoid heads with label sets",
-                       typeConverter=TypeConverters.toBoolean)
+class _EnsembleModelParams(HasLabels, HasFocalLabels, HasMultiLabel, HasDecisionRule,
+                           HasWindowInput, HasPredictionCol, HasProbabilityCol):
     weights = Param(Params._dummy(), "weights",
                     "one weight per member for the probability average (empty: equal)",
                     typeConverter=TypeConverters.toListFloat)
-    logOffsets = Param(Params._dummy(), "logOffsets",
-                       "single-label: per-label offsets added to log-probabilities before the "
-                       "argmax (empty: none)", typeConverter=TypeConverters.toListFloat)
-    thresholds = Param(Params._dummy(), "thresholds",
-                       "multi-label: per-label decision thresholds (empty: 0.5)",
-                       typeConverter=TypeConverters.toListFloat)
-    predictionCol = Param(Params._dummy(), "predictionCol", "predicted label column",
-                          typeConverter=TypeConverters.toString)
-    probabilityCol = Param(Params._dummy(), "probabilityCol", "averaged probability column",
-                           typeConverter=TypeConverters.toString)
-    groupedInput = Param(Params._dummy(), "groupedInput",
-                         "each document's windows arrive together in one partition (see "
-                         "BiLSTMModel.groupedInput)", typeConverter=TypeConverters.toBoolean)
-    directRead = Param(Params._dummy(), "directRead",
-                       "Python workers read a plain Parquet input's files themselves (see "
-                       "BiLSTMModel.directRead)", typeConverter=TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
+        # As BiLSTMModel's: a fitted model's description, no configuration keys.
         self._setDefault(labels=[], focalLabels=[], multiLabel=False, weights=[], logOffsets=[],
                          thresholds=[], predictionCol="prediction", probabilityCol="probability",
                          groupedInput=False, directRead=True)
+
+    def getWeights(self):
+        return self.getOrDefault(self.weights)
 
 
 class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
@@ -163,8 +154,8 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
 
     @keyword_only
     def __init__(self, *, members=None, labels=None, focalLabels=None, multiLabel=None,
-                 weights=None, logOffsets=None, thresholds=None, predictionCol="prediction",
-                 probabilityCol="probability", groupedInput=False, directRead=True):
+                 weights=None, logOffsets=None, thresholds=None, predictionCol=None,
+                 probabilityCol=None, groupedInput=None, directRead=None):
         super().__init__()
         kwargs = dict(self._input_kwargs)
         self.members = list(kwargs.pop("members", None) or [])
@@ -176,8 +167,23 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
         self._set(**{k: v for k, v in kwargs.items() if v is not None})
         self._check_members()
 
+    def setLabels(self, value):
+        return self._set(labels=value)
+
+    def setFocalLabels(self, value):
+        return self._set(focalLabels=value)
+
+    def setMultiLabel(self, value):
+        return self._set(multiLabel=value)
+
     def setWeights(self, value):
         return self._set(weights=value)
+
+    def setPredictionCol(self, value):
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value):
+        return self._set(probabilityCol=value)
 
     def setLogOffsets(self, value):
         return self._set(logOffsets=value)
@@ -208,7 +214,7 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
                              f"positive sum (one per member), got {weights}")
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        from focalseq.stages.thresholds import decision_expr
+        from focalseq.stages.prediction import predict_lines
 
         if not self.members:
             raise ValueError("EnsembleModel has no members: build it from fitted models or "
@@ -216,77 +222,65 @@ class EnsembleModel(Model, _EnsembleModelParams, MLReadable, MLWritable):
         self._check_members()
         labels = self.getLabels()
         n = len(labels)
-        weights = self.getOrDefault(self.weights) or [1.0] * len(self.members)
-        prob_col = self.getOrDefault(self.probabilityCol)
+        weights = self.getWeights() or [1.0] * len(self.members)
+        prob_col = self.getProbabilityCol()
         if all(isinstance(m, BiLSTMModel) for m in self.members):
             # One pass: every member's network on each window batch, outputs averaged.
             out = predict_lines(dataset, [m.network_bytes for m in self.members], labels,
-                                self.getOrDefault(self.multiLabel),
-                                self.members[0].getBatchSize(),
-                                self.getOrDefault(self.groupedInput), weights, prob_col,
-                                self.getOrDefault(self.directRead))
-            return out.withColumn(self.getOrDefault(self.predictionCol), decision_expr(
-                F.col(prob_col), labels, self.getOrDefault(self.multiLabel),
-                self.getOrDefault(self.logOffsets), self.getOrDefault(self.thresholds)))
-        keys = ["doc_id"] + (["split"] if "split" in dataset.columns else []) + ["line_idx"]
-        parts = []
-        for member, w in zip(self.members, weights):
-            prob = F.col(member.getOrDefault("probabilityCol"))
-            parts.append(member.transform(dataset).select(
-                *keys, "label", prob.alias("_prob"), F.lit(float(w)).alias("_w")))
-        total = float(sum(weights))
-        agg = reduce(DataFrame.unionByName, parts).groupBy(*keys).agg(
-            F.first("label", ignorenulls=True).alias("label"),
-            *[(F.sum(F.col("_prob")[j] * F.col("_w")) / F.lit(total)).alias(f"_p{j}")
-              for j in range(n)])
-        prob = F.array(*[F.col(f"_p{j}") for j in range(n)])
-        out = agg.withColumn(self.getOrDefault(self.probabilityCol), prob)
-        out = out.withColumn(self.getOrDefault(self.predictionCol), decision_expr(
-            prob, labels, self.getOrDefault(self.multiLabel),
-            self.getOrDefault(self.logOffsets), self.getOrDefault(self.thresholds)))
-        return out.drop(*[f"_p{j}" for j in range(n)])
+                                self.getMultiLabel(), self.members[0].getBatchSize(),
+                                self.getGroupedInput(), weights, prob_col,
+                                self.getDirectRead())
+        else:
+            keys = ["doc_id"] + (["split"] if "split" in dataset.columns else []) + ["line_idx"]
+            parts = []
+            for member, w in zip(self.members, weights):
+                prob = F.col(member.getProbabilityCol())
+                parts.append(member.transform(dataset).select(
+                    *keys, "label", prob.alias("_prob"), F.lit(float(w)).alias("_w")))
+            total = float(sum(weights))
+            out = reduce(DataFrame.unionByName, parts).groupBy(*keys).agg(
+                F.first("label", ignorenulls=True).alias("label"),
+                F.array(*[F.sum(F.col("_prob")[j] * F.col("_w")) / F.lit(total)
+                          for j in range(n)]).alias(prob_col))
+        return out.withColumn(self.getPredictionCol(), decision_expr(
+            F.col(prob_col), labels, self.getMultiLabel(), self.getLogOffsets(),
+            self.getThresholds()))
 
     def copy(self, extra=None):
         that = super().copy(extra)
         that.members = [m.copy() for m in self.members]
         return that
 
+    # Persistence: each member saved by its own writer under members/member_NN.
+
+    def _extra_metadata(self) -> dict:
+        return {"numMembers": len(self.members)}
+
+    def _files_to_save(self) -> dict:
+        return {}
+
+    def _save_members(self, path):
+        for i, member in enumerate(self.members):
+            member.write().save(_member_path(path, i))
+
+    def _restore_files(self, path, metadata, sc):
+        self.members = [load_stage(_member_path(path, i), sc)
+                        for i in range(int(metadata["numMembers"]))]
+        self._check_members()
+
     def write(self):
         return _EnsembleModelWriter(self)
 
     @classmethod
     def read(cls):
-        return _EnsembleModelReader(cls)
+        return FilesReader(cls)
 
 
 def _member_path(path, i):
-    return os.path.join(path, "members", f"member_{i:02d}")
+    return posixpath.join(path, "members", f"member_{i:02d}")
 
 
-class _EnsembleModelWriter(MLWriter):
-    def __init__(self, instance):
-        super().__init__()
-        self.instance = instance
-
+class _EnsembleModelWriter(FilesWriter):
     def saveImpl(self, path):
-        members = self.instance.members
-        DefaultParamsWriter.saveMetadata(self.instance, path, self.sc,
-                                         extraMetadata={"numMembers": len(members)})
-        for i, member in enumerate(members):
-            member.write().save(_member_path(path, i))
-
-
-class _EnsembleModelReader(MLReader):
-    def __init__(self, cls):
-        super().__init__()
-        self.cls = cls
-
-    def load(self, path):
-        metadata = DefaultParamsReader.loadMetadata(path, self.sc)
-        model = self.cls()
-        model._resetUid(metadata["uid"])
-        DefaultParamsReader.getAndSetParams(model, metadata)
-        model.members = [DefaultParamsReader.loadParamsInstance(_member_path(path, i), self.sc)
-                         for i in range(int(metadata["numMembers"]))]
-        model._check_members()
-        return model
+        super().saveImpl(path)
+        self.instance._save_members(path)

@@ -23,10 +23,11 @@ from pyspark.ml.evaluation import Evaluator
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasPredictionCol, HasProbabilityCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import functions as F
 
-from focalseq.stages._params import HasFocalLabels, HasLabels
+from focalseq.stages._params import HasFocalLabels, HasLabels, HasMultiLabel
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +37,16 @@ AVERAGED = ("focal_macro_f1", "focal_macro_precision", "focal_macro_recall", "ma
 PER_LABEL = ("f1", "precision", "recall", "average_precision")
 
 
-class _PerLabelEvaluatorParams(HasLabels, HasFocalLabels):
+class _PerLabelEvaluatorParams(HasLabels, HasFocalLabels, HasMultiLabel, HasPredictionCol,
+                               HasProbabilityCol):
+    # probabilityCol: per-label probabilities (array in label order) for the
+    # precision-recall curves; ignored when the column is missing.
     labelCol = Param(Params._dummy(), "labelCol", "true label column",
                      typeConverter=TypeConverters.toString)
-    predictionCol = Param(Params._dummy(), "predictionCol", "predicted label column",
-                          typeConverter=TypeConverters.toString)
-    probabilityCol = Param(Params._dummy(), "probabilityCol",
-                           "per-label probability column (array in label order) for "
-                           "precision-recall curves; ignored when the column is missing",
-                           typeConverter=TypeConverters.toString)
     metricName = Param(Params._dummy(), "metricName",
                        f"returned metric: one of {list(AVERAGED)}, or <metric>:<label> with "
                        f"<metric> one of {list(PER_LABEL)}",
                        typeConverter=TypeConverters.toString)
-    multiLabel = Param(Params._dummy(), "multiLabel", "'|'-separated label sets",
-                       typeConverter=TypeConverters.toBoolean)
     numBins = Param(Params._dummy(), "numBins",
                     "probability bins of the precision-recall curves (0: no curves)",
                     typeConverter=TypeConverters.toInt)

@@ -27,6 +27,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from focalseq.arrow_columns import list_array
 from focalseq.config import DEFAULTS
 from focalseq.stages._task_setup import lighten_task_setup
 from focalseq.text.batch_features import TokenHasher, featurize_lines
@@ -217,22 +218,10 @@ def _featurize_batches(batches, cfg, enabled):
             texts, _ints(cols["line_idx"]), _ints(cols["n_lines"], 1),
             cols["blank_before"].fill_null(False).to_numpy(zero_copy_only=False),
             _ints(cols["indent"]), cfg, enabled, hasher)
-        yield pa.RecordBatch.from_arrays(list(batch.columns) + [_list_array(tokens),
-                                                               _list_array(shapes)],
+        yield pa.RecordBatch.from_arrays(list(batch.columns) + [list_array(tokens),
+                                                               list_array(shapes)],
                                          names=list(batch.schema.names) + ["token_ids",
                                                                           "shape"])
-
-
-def _list_array(matrix: np.ndarray):
-    """An (n, k) array as an Arrow list column of Spark's array<... not null> type."""
-    import pyarrow as pa
-
-    n, k = matrix.shape
-    values = pa.array(matrix.reshape(-1))
-    kind = pa.list_(pa.field("element", values.type, nullable=False))
-    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32)) if k else \
-        pa.array(np.zeros(n + 1, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, values, type=kind)
 
 
 def _ints(column, fill=0):

@@ -27,23 +27,20 @@ import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.param.shared import HasPredictionCol, HasProbabilityCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from focalseq.stages._params import HasFocalLabels, HasLabels, HasMultiLabel
+from focalseq.stages.decision import LOG_FLOOR, decision_expr
 
 logger = logging.getLogger(__name__)
 
-LOG_FLOOR = 1e-12  # as BiLSTMModel: log-probabilities are taken of max(p, 1e-12)
 
 
-class _ThresholdParams(HasLabels, HasFocalLabels, HasMultiLabel):
-    probabilityCol = Param(Params._dummy(), "probabilityCol",
-                           "per-label probability column (array in label order)",
-                           typeConverter=TypeConverters.toString)
-    predictionCol = Param(Params._dummy(), "predictionCol", "predicted label column (output)",
-                          typeConverter=TypeConverters.toString)
+class _ThresholdParams(HasLabels, HasFocalLabels, HasMultiLabel, HasPredictionCol,
+                       HasProbabilityCol):
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -280,19 +277,6 @@ class ThresholdModel(Model, _ThresholdModelParams, DefaultParamsReadable,
             raise ValueError(f"apply_to: the model's labels {model.getLabels()} differ from the "
                              f"tuned labels {self.getLabels()}")
         return model.copy()._set(logOffsets=self.getLogOffsets(), thresholds=self.getThresholds())
-
-
-def decision_expr(prob, labels, multi_label, offsets=(), thresholds=()):
-    """The prediction column from a probability array column, exactly as BiLSTMModel decides.
-
-    Delegates to BiLSTMModel's own rule, so a tuned ThresholdModel after a model and the
-    model with the tuned params set can never disagree.
-    """
-    from focalseq.stages.bilstm import BiLSTMModel
-
-    rule = BiLSTMModel(labels=list(labels), multiLabel=multi_label, logOffsets=list(offsets),
-                       thresholds=list(thresholds))
-    return rule._decision(prob, len(labels))
 
 
 # Histograms (Spark) ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import pytest
+from faults import injected_fault
 
 LABELS = ["Nomenclature", "Description", "Misc-exposition"]
 FOCAL = ["Nomenclature", "Description"]
@@ -71,7 +72,7 @@ def trained(windows, tmp_path_factory):
     """The interrupted-then-resumed run: failure, state after it, model, logs, MLflow."""
     import mlflow
 
-    from focalseq.training.store import Store
+    from focalseq.training.run_store import RunStore
 
     folder = tmp_path_factory.mktemp("estimator-run")
     store = str(folder / "store")
@@ -81,7 +82,7 @@ def trained(windows, tmp_path_factory):
     experiment = mlflow.MlflowClient().create_experiment(
         "estimator", artifact_location=(folder / "artifacts").as_uri())
     logs = _Lines()
-    driver_log = logging.getLogger("focalseq.stages.bilstm")
+    driver_log = logging.getLogger("focalseq")  # the estimator's and the launcher's lines
     old_level = driver_log.level
     driver_log.setLevel(logging.INFO)
     driver_log.addHandler(logs)
@@ -89,14 +90,13 @@ def trained(windows, tmp_path_factory):
     failure = None
     try:
         with mlflow.start_run(experiment_id=experiment) as run:
-            est._fault = {"rank": 1, "epoch": FAULT_EPOCH}
             try:
-                est.fit(windows)
+                with injected_fault(rank=1, epoch=FAULT_EPOCH):
+                    est.fit(windows)
             except RuntimeError as exc:
                 failure = exc
-            state_after_failure = Store(store).checkpoint_state(RUN_ID)
+            state_after_failure = RunStore(store).checkpoint_state(RUN_ID)
             lines_after_failure = list(logs.lines)
-            est._fault = None
             temp_before = set(os.listdir(tempfile.gettempdir()))
             model = est.fit(windows)
             temp_after = set(os.listdir(tempfile.gettempdir()))
@@ -249,9 +249,9 @@ def _horovod_workers():
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
                     reason="signals reach the main thread only")
 def test_interrupting_the_driver_stops_the_workers(spark, windows, tmp_path):
-    from focalseq.training.store import Store
+    from focalseq.training.run_store import RunStore
 
-    store = Store(str(tmp_path / "store"))
+    store = RunStore(str(tmp_path / "store"))
     est = _estimator(store.prefix, runId="interrupted", epochs=500)
     seen_workers = []
 

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import pytest
 
-from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel, format_epoch
+from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel
+from focalseq.training.launch import format_epoch
 
 LABELS = ["Nomenclature", "Description", "Misc-exposition"]
 W, K, F = 4, 3, 2
@@ -445,9 +446,9 @@ def test_more_workers_than_local_slots_fail_before_any_job(spark, tmp_path):
 
 
 def test_store_writes_atomically_and_appends(tmp_path):
-    from focalseq.training.store import Store
+    from focalseq.training.run_store import RunStore
 
-    store = Store(str(tmp_path / "s"))
+    store = RunStore(str(tmp_path / "s"))
     path = store.path("run", "checkpoints", "state.json")
     store.write_json(path, {"epoch": 1})
     store.write_json(path, {"epoch": 2})
@@ -462,14 +463,14 @@ def test_store_writes_atomically_and_appends(tmp_path):
     assert store.checkpoint_weights_path("run", 3).endswith("epoch_0003.weights.h5")
     assert store.checkpoint_optimizer_path("run", 3).endswith("epoch_0003.optimizer.npz")
     with pytest.raises(ValueError, match="storePath"):
-        Store("")
+        RunStore("")
 
 
 # Worker pieces that need no Horovod -----------------------------------------------------
 
 
 def test_warmup_schedule_goes_from_one_worker_rate_to_scaled_rate():
-    from focalseq.training.worker import WarmupSchedule
+    from focalseq.training.remote import WarmupSchedule
 
     # 4 workers, base rate 0.01: start at 0.01, reach 0.04 after 10 steps, then hold.
     schedule = WarmupSchedule(peak=0.04, warmup_steps=10, start_fraction=0.25)
@@ -482,7 +483,7 @@ def test_warmup_schedule_goes_from_one_worker_rate_to_scaled_rate():
 def test_window_f1_matches_sklearn():
     from sklearn.metrics import f1_score
 
-    from focalseq.training.worker import window_f1
+    from focalseq.training.remote import window_f1
 
     rng = np.random.default_rng(0)
     probs = rng.random((5, W, 3))
@@ -499,7 +500,7 @@ def test_window_f1_matches_sklearn():
 def test_optimizer_state_survives_a_checkpoint_round_trip():
     import tensorflow as tf
 
-    from focalseq.training.worker import _load_optimizer, _optimizer_bytes, build_plain_network
+    from focalseq.training.remote import _load_optimizer, _optimizer_bytes, build_plain_network
 
     spec = {"dims": {"window": W, "max_tokens": K, "n_shape": F, "labels": LABELS,
                      "multi_label": False},
@@ -524,7 +525,7 @@ def test_optimizer_state_survives_a_checkpoint_round_trip():
 def test_log_mlflow_writes_one_epoch_to_a_sqlite_store(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from focalseq.training.worker import log_mlflow
+    from focalseq.training.remote import log_mlflow
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = MlflowClient(uri)
@@ -555,14 +556,14 @@ def test_format_epoch_shows_focal_f1_and_time():
 
 
 def test_progress_tail_logs_each_record_once(tmp_path, caplog):
-    from focalseq.stages.bilstm import _ProgressTail
-    from focalseq.training.store import Store
+    from focalseq.training.launch import ProgressTail
+    from focalseq.training.run_store import RunStore
 
-    store = Store(str(tmp_path))
+    store = RunStore(str(tmp_path))
     path = store.progress_path("r")
     store.append_line(path, json.dumps({"epoch": 0, "epochs": 3, "loss": 1.0, "seconds": 1}))
-    tail = _ProgressTail(store, "r", None, period=3600)  # records before the run: not logged
-    caplog.set_level(logging.INFO, logger="focalseq.stages.bilstm")
+    tail = ProgressTail(store, "r", None, period=3600)  # records before the run: not logged
+    caplog.set_level(logging.INFO, logger="focalseq.training.launch")
     with tail:
         store.append_line(path, json.dumps({"epoch": 1, "epochs": 3, "loss": 0.5, "seconds": 1}))
         tail.poll()
@@ -575,7 +576,7 @@ def test_progress_tail_logs_each_record_once(tmp_path, caplog):
 
 
 def test_cpu_threads_share_the_host():
-    from focalseq.training.worker import cpu_threads
+    from focalseq.training.remote import cpu_threads
 
     cpus = len(os.sched_getaffinity(0))
     assert cpu_threads(1) == cpus
@@ -588,7 +589,7 @@ def test_deduplicated_sparse_gradients_give_the_same_update():
     """Summing an embedding gradient's repeated rows before it is sent changes nothing."""
     import tensorflow as tf
 
-    from focalseq.training.worker import _deduplicating, sum_duplicate_rows
+    from focalseq.training.remote import _deduplicating, sum_duplicate_rows
 
     grad = tf.IndexedSlices(tf.constant([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]]),
                             tf.constant([4, 0, 4, 4]), tf.constant([6, 2]))

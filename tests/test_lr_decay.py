@@ -7,7 +7,7 @@ tf = pytest.importorskip("tensorflow")
 
 from focalseq.config import load_config  # noqa: E402
 from focalseq.pipelines import builders  # noqa: E402
-from focalseq.training.worker import WarmupSchedule  # noqa: E402
+from focalseq.training.remote import WarmupSchedule  # noqa: E402
 
 
 def test_cosine_decay_halves_at_midpoint_and_ends_at_zero():

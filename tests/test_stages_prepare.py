@@ -172,7 +172,7 @@ def test_fixed_length_arrays_and_row_group_size(prepared):
 
 
 def test_petastorm_reads_a_split_folder_as_training_does(spark, prepared):
-    from focalseq.training.worker import read_windows
+    from focalseq.training.remote import read_windows
 
     manifest = prepared["manifest"]
     split = max(manifest["window_counts"], key=manifest["window_counts"].get)

@@ -1,7 +1,7 @@
 """Worker side of distributed training: runs inside each Horovod process.
 
 `train_worker(spec)` is what `horovod.spark.run` calls on the executors. `spec` is a dict
-of plain values built by the driver (focalseq.stages.bilstm). TensorFlow and Horovod are
+of plain values built by the driver (focalseq.stages.bilstm.BiLSTMEstimator). TensorFlow and Horovod are
 imported here, never by the stages, so importing a stage stays cheap.
 
 Per worker: init Horovod, pin one GPU by local rank (CPU threads otherwise), read this
@@ -62,20 +62,20 @@ def _exit_on_sigterm():
 
 
 def _report_failure(spec):
-    from focalseq.training.store import Store
+    from focalseq.training.run_store import RunStore
 
     rank = os.environ.get("HOROVOD_RANK", "unknown")
-    store = Store(spec["store"])
+    store = RunStore(spec["store"])
     # The name sorts by time, so the driver shows the first failure (the cause) first.
     name = f"{time.time_ns():020d}_rank_{rank}.txt"
     store.write_bytes(store.path(spec["run_id"], "errors", name), traceback.format_exc().encode())
 
 
 def _train(spec: dict, scratch: str) -> dict:
-    from focalseq.training.store import Store
+    from focalseq.training.run_store import RunStore
 
     hvd = _init_horovod(spec)
-    store = Store(spec["store"])
+    store = RunStore(spec["store"])
     run_id, dims = spec["run_id"], spec["dims"]
     state = store.checkpoint_state(run_id)
     initial_epoch = 0 if state is None else state["epoch"] + 1
@@ -97,7 +97,7 @@ def _train(spec: dict, scratch: str) -> dict:
     if spec["has_validation"] and hvd.rank() == 0:
         val = read_windows(store.url(run_id, "data", "part=validation"), dims, 0, 1)
     _broadcast_variables(hvd, model)
-    callbacks = [EpochEnd(hvd, model, loss, store, spec, val, state, steps, scratch)]
+    callbacks = [ValidateAndCheckpoint(hvd, model, loss, store, spec, val, state, steps, scratch)]
     if getattr(loss, "progress", None) is not None:
         from focalseq.losses import CurriculumCallback
 
@@ -406,7 +406,7 @@ def window_f1(probs, y, mask, labels, multi_label=False) -> dict:
     return scores
 
 
-class EpochEnd(tf.keras.callbacks.Callback):
+class ValidateAndCheckpoint(tf.keras.callbacks.Callback):
     """Every rank: average the epoch loss. Rank 0: validation, checkpoint, progress,
     MLflow and the early-stopping decision, which is broadcast to all ranks."""
 
@@ -438,9 +438,6 @@ class EpochEnd(tf.keras.callbacks.Callback):
         if self.hvd.rank() == 0:
             stop = int(self._rank0_epoch_end(epoch, loss, train_seconds, cpu_seconds))
         stop = int(hvd_tf.broadcast(tf.constant(stop), 0, name=f"stop_{epoch}").numpy())
-        fault = self.spec.get("fault")
-        if fault and fault["epoch"] == epoch and fault["rank"] == self.hvd.rank():
-            raise RuntimeError(f"injected fault on rank {fault['rank']} after epoch {epoch}")
         if stop:
             self.model.stop_training = True
 

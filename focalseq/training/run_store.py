@@ -17,12 +17,12 @@ The training data is removed when a fit succeeds; checkpoints, progress and the 
 stay, so fitting again with the same run id returns the finished model without training.
 """
 import json
-import os
 import posixpath
-import uuid
+
+from focalseq import fileio
 
 
-class Store:
+class RunStore:
     """Paths and atomic I/O of training runs under one fsspec prefix."""
 
     def __init__(self, prefix: str):
@@ -37,9 +37,7 @@ class Store:
     @property
     def fs(self):
         if self._fs is None:
-            import fsspec
-
-            self._fs, self._root = fsspec.core.url_to_fs(self.prefix)
+            self._fs, self._root = fileio.filesystem(self.prefix)
         return self._fs
 
     @property
@@ -52,25 +50,13 @@ class Store:
 
     def url(self, run_id: str, *parts: str) -> str:
         """A URL readers outside fsspec (Spark, petastorm) understand."""
-        path = self.path(run_id, *parts)
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        if protocol in ("file", "local"):
-            return "file://" + os.path.abspath(path)
-        return self.fs.unstrip_protocol(path)
+        return fileio.spark_url(self.fs, self.path(run_id, *parts))
 
     def exists(self, path: str) -> bool:
         return self.fs.exists(path)
 
     def write_bytes(self, path: str, data: bytes) -> None:
-        self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            with self.fs.open(tmp, "wb") as fh:
-                fh.write(data)
-            self.fs.mv(tmp, path)
-        finally:
-            if self.fs.exists(tmp):
-                self.fs.rm(tmp)
+        fileio.write_atomically(self.fs, path, data)
 
     def read_bytes(self, path: str) -> bytes:
         with self.fs.open(path, "rb") as fh:
