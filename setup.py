@@ -15,13 +15,17 @@ setup(
         "focalseq.training",
         "focalseq.stages",
         "focalseq.pipelines",
+        "focalseq.conf",
     ],
     package_dir={
         "focalseq": "focalseq",
         "focalseq.stages": "stages",
         "focalseq.pipelines": "pipelines",
+        # Data only (no __init__.py): the shipped configurations, found by
+        # focalseq.config.packaged_conf (the Python API reads skol.yaml's settings).
+        "focalseq.conf": "conf",
     },
-    package_data={"focalseq": ["conf/*.yaml"]},
+    package_data={"focalseq.conf": ["*.yaml"]},
     install_requires=[
         "tensorflow-cpu==2.15.1",
         "petastorm==0.13.1",
@@ -35,6 +39,7 @@ setup(
         "matplotlib>=3.7",
         "redis>=5",
         "PyYAML>=6",
+        "pydantic>=2",
         "fsspec>=2023.1",
     ],
     extras_require={"dev": ["pytest>=8", "hypothesis>=6"]},

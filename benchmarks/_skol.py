@@ -73,10 +73,8 @@ def split_lines(spark, cfg):
 
 
 def with_train(cfg, **changes):
-    """A copy of `cfg` with train.<key> replaced for each keyword."""
-    import dataclasses
-
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+    """A validated copy of `cfg` with train.<key> replaced for each keyword."""
+    return cfg.with_updates({f"train.{key}": value for key, value in changes.items()})
 
 
 def flat_params(cfg) -> dict:

@@ -64,7 +64,8 @@ def windows(spark, args):
     if os.path.exists(os.path.join(out, "_manifest.json")):
         manifest = load_manifest(out)
     else:
-        cfg.output.dir = os.path.join(os.path.abspath(args.cache), f"output-{key}")
+        cfg = cfg.with_updates({"output.dir": os.path.join(os.path.abspath(args.cache),
+                                                           f"output-{key}")})
         started = time.time()
         manifest = prepare(spark, cfg, out)
         print(f"prepared windows in {time.time() - started:.0f}s -> {out}")

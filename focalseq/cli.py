@@ -36,12 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.quiet)
-    from focalseq.config import load_config
+    # Only the configuration's own light imports (no Spark, TensorFlow or MLflow) run
+    # before it is checked: a bad value fails in well under a second.
+    from focalseq.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.conf, args.set)
-    except ValueError as exc:
-        print(f"focalseq: configuration error: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"focalseq: configuration error: {line}", file=sys.stderr)
         return 2
     from focalseq.pipelines import commands
 

@@ -1,98 +1,260 @@
 """Typed configuration: YAML files under conf/ plus `--set key.path=value` overrides.
 
-Everything is validated before Spark starts; an error names the key, the bad value and
-what would be valid. Sections mirror the data flow: data -> features -> windows ->
-train -> evaluate -> output/mlflow.
+Every default of the project is defined once, here: the stages' params and the Python
+API read theirs from `DEFAULTS`, and the YAML files under conf/ set only what they change.
+Sections mirror the data flow: data -> features -> windows -> train -> evaluate ->
+output/mlflow.
+
+Everything is validated in one pass before Spark starts: types, ranges, choices,
+regexes, label references and the loss config. `load_config` raises one `ConfigError`
+listing every problem, one a line, each naming the key as written in the YAML, the bad
+value and what would be valid:
+
+    >>> load_config(None, ["train.dropout=1.5", "train.num_layers=0"])
+    Traceback (most recent call last):
+    ...
+    focalseq.config.ConfigError: train.num_layers: 0 is not >= 1
+    train.dropout: 1.5 is not in [0, 1)
 """
-import copy
-import dataclasses
 import os
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+import re
+from typing import Annotated, Any, Callable, Dict, List, Optional
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+# Both are pure Python (no TensorFlow): the whole check runs before anything heavy loads.
+from focalseq.losses.config import LOSS_NAMES, check_mode, validate_loss_config
+from focalseq.text.features import SHAPE_FEATURES
+
+CHOICES = {
+    "data.source": ("synthetic", "files"),
+    "data.format": ("yedda", "plain"),
+    "train.optimizer": ("adam", "sgd", "rmsprop"),
+    "train.lr_decay": ("none", "cosine"),
+    "train.encoder": ("mean", "cnn", "bilstm"),
+    "train.loss": LOSS_NAMES,
+    "output.predictions_format": ("parquet", "jsonl", "yedda"),
+}
+SPLITS = ("train", "validation", "test")
+URL_SCHEMES = ("file://", "hdfs://", "s3://", "s3a://", "gs://", "abfss://", "dbfs:/")
+RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
-@dataclass
-class SyntheticConfig:
-    n_docs: int = 60
-    lines_per_doc: int = 120
-    ratio: List[float] = field(default_factory=lambda: [1, 10, 100])
-    noise: float = 0.05
+class ConfigError(ValueError):
+    """Every problem of a configuration; `errors` holds one `key: message` line each."""
+
+    def __init__(self, errors: List[str]):
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+# -- field checks: each runs after the type check, so it sees a value of the right type --
+
+def _invalid(text: str) -> PydanticCustomError:
+    # The text goes through the context: a literal template would read "{...}" in a
+    # quoted dict as a placeholder.
+    return PydanticCustomError("focalseq", "{text}", {"text": text})
+
+
+def _check(test: Callable[[Any], Optional[str]]) -> AfterValidator:
+    """An AfterValidator from `test(value) -> None or the error text`."""
+    def run(value):
+        text = test(value)
+        if text is not None:
+            raise _invalid(text)
+        return value
+    return AfterValidator(run)
+
+
+def _at_least(low):
+    return _check(lambda v: None if v >= low else f"{v!r} is not >= {low}")
+
+
+def _unit(v):
+    return None if 0 <= v < 1 else f"{v!r} is not in [0, 1)"
+
+
+def _one_of(key: str):
+    choices = CHOICES[key]
+    return _check(lambda v: None if v in choices else f"{v!r} is not one of {list(choices)}")
+
+
+Count = Annotated[int, _at_least(1)]
+Fraction = Annotated[float, _check(_unit)]
+Labels = List[str]
+
+
+def fractions_problem(fractions) -> Optional[str]:
+    """What is wrong with split fractions (None: nothing); shared with DocumentSplitter."""
+    valid = (f"a mapping over {list(SPLITS)} of numbers >= 0 that sum to 1, e.g. "
+             "{train: 0.8, validation: 0.1, test: 0.1}")
+    if not isinstance(fractions, dict):
+        return f"{fractions!r} is not a mapping; expected {valid}"
+    unknown = [k for k in fractions if k not in SPLITS]
+    if unknown:
+        return f"unknown split(s) {unknown} in {fractions!r}; expected {valid}"
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0
+           for v in fractions.values()):
+        return f"{fractions!r} has a fraction that is not a number >= 0; expected {valid}"
+    total = sum(fractions.values())
+    if abs(total - 1.0) > 1e-6:
+        return f"{fractions!r} sums to {total:g}; expected {valid}"
+    return None
+
+
+def patterns_problem(patterns) -> Optional[str]:
+    """What is wrong with split patterns (None: nothing); shared with DocumentSplitter."""
+    if not isinstance(patterns, list):
+        return f"{patterns!r} is not a list of [split, regex] pairs"
+    problems = []
+    for i, item in enumerate(patterns):
+        if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[0] in SPLITS
+                and isinstance(item[1], str)):
+            problems.append(f"entry {i} {item!r} is not [split, regex] with split one of "
+                            f"{list(SPLITS)}")
+            continue
+        try:
+            re.compile(item[1])
+        except re.error as exc:
+            problems.append(f"entry {i} has an invalid regex {item[1]!r}: {exc}")
+    return "; ".join(problems) or None
+
+
+def _check_shape_features(names: List[str]) -> Optional[str]:
+    unknown = [n for n in names if n not in SHAPE_FEATURES]
+    if unknown:
+        return f"unknown shape feature(s) {unknown}; valid names are {list(SHAPE_FEATURES)}"
+    if len(set(names)) != len(names):
+        return f"duplicate names in {names}; list each feature once (empty list: all)"
+    return None
+
+
+def _check_scalars(conf: Dict[str, Any]) -> Optional[str]:
+    bad = {k: v for k, v in conf.items() if not isinstance(v, (str, bool, int, float))}
+    if bad:
+        return f"{bad!r}: expected a string, number or true/false for each setting"
+    return None
+
+
+def _check_labels(labels: List[str]) -> Optional[str]:
+    if not labels or len(set(labels)) != len(labels) or not all(labels):
+        return f"{labels!r}: expected a non-empty list of distinct, non-empty label names"
+    return None
+
+
+def _check_run_id(run_id: str) -> Optional[str]:
+    if run_id and not re.match(RUN_ID_PATTERN, run_id):
+        return (f"{run_id!r} is not a valid run id; expected letters, digits, '.', '_' or "
+                f"'-', starting with a letter or digit (pattern {RUN_ID_PATTERN}), or '' "
+                "for a new run")
+    return None
+
+
+def _check_location(path: str) -> Optional[str]:
+    valid = f"a local path or a URL starting with one of {list(URL_SCHEMES)}"
+    if not path:
+        return f"'' is empty; expected {valid}"
+    if is_url(path) or re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", path):
+        if not path.startswith(URL_SCHEMES):
+            return f"{path!r} has an unsupported scheme; expected {valid}"
+    return None
+
+
+# -- the sections ---------------------------------------------------------------------------
+
+class _Section(BaseModel):
+    # strict: a YAML `true` is not 1 and `"3"` is not 3; an int is still a float.
+    # frozen: DEFAULTS is shared by every layer; a changed copy comes from `with_updates`.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+class SyntheticConfig(_Section):
+    n_docs: Count = 60
+    lines_per_doc: Count = 120
+    ratio: List[float] = Field(default_factory=lambda: [1.0, 10.0, 100.0])
+    noise: Fraction = 0.05
     seed: int = 0
 
 
-@dataclass
-class SplitConfig:
-    fractions: Dict[str, float] = field(
+class SplitConfig(_Section):
+    fractions: Annotated[Dict[str, float], _check(fractions_problem)] = Field(
         default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15})
-    patterns: List[List[str]] = field(default_factory=list)
+    patterns: Annotated[List[List[str]], _check(patterns_problem)] = Field(default_factory=list)
     seed: int = 0
 
 
-@dataclass
-class DataConfig:
-    source: str = "synthetic"            # synthetic | files
-    paths: List[str] = field(default_factory=list)
+class DataConfig(_Section):
+    source: Annotated[str, _one_of("data.source")] = "synthetic"
+    paths: List[str] = Field(default_factory=list)
     recursive: bool = False
-    format: str = "yedda"                # yedda | plain
-    keep_labels: List[str] = field(default_factory=list)
+    format: Annotated[str, _one_of("data.format")] = "yedda"
+    keep_labels: Labels = Field(default_factory=list)
     default_label: str = "Misc-exposition"
-    label_map: Dict[str, str] = field(default_factory=dict)
+    # Values are checked against `labels` with the other references (Config).
+    label_map: Dict[str, Any] = Field(default_factory=dict)
     strict: bool = False
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
 
 
-@dataclass
-class FeaturesConfig:
-    vocab_size: int = 32768
-    max_tokens: int = 24
+class FeaturesConfig(_Section):
+    # At least 2: id 0 is padding, so a hashed space needs one more id for any token.
+    vocab_size: Annotated[int, _at_least(2)] = 32768
+    max_tokens: Count = 24
     words: bool = True
     suffixes: bool = True
-    suffix_len: int = 3
+    suffix_len: Count = 3
     char_ngrams: bool = False
-    ngram_n: int = 3
-    shape_features: List[str] = field(default_factory=list)
+    ngram_n: Count = 3
+    # Empty: every feature of focalseq.text.features.SHAPE_FEATURES.
+    shape_features: Annotated[List[str], _check(_check_shape_features)] = Field(
+        default_factory=list)
 
 
-@dataclass
-class WindowsConfig:
-    size: int = 16
-    stride: int = 8
-    row_group_bytes: int = 4 * 1024 * 1024
+class WindowsConfig(_Section):
+    size: Count = 16
+    stride: Count = 8
+    row_group_bytes: Count = 4 * 1024 * 1024
 
 
-@dataclass
-class TrainConfig:
-    loss: str = "cross_entropy"
-    loss_config: Dict[str, Any] = field(default_factory=dict)
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 0.003
-    warmup_epochs: float = 0.0
-    lr_decay: str = "none"               # none | cosine (to 0 over all epochs)
-    optimizer: str = "adam"
-    hidden_size: int = 64
-    num_layers: int = 1
-    dropout: float = 0.2
-    recurrent_dropout: float = 0.0
-    embedding_dim: int = 48
-    encoder: str = "mean"
-    token_dropout: float = 0.0
+class TrainConfig(_Section):
+    loss: Annotated[str, _one_of("train.loss")] = "cross_entropy"
+    loss_config: Dict[str, Any] = Field(default_factory=dict)
+    epochs: Count = 5
+    batch_size: Count = 32
+    learning_rate: Annotated[float, _check(
+        lambda v: None if v > 0 else f"{v!r} is not > 0")] = 0.003
+    warmup_epochs: Annotated[float, _at_least(0)] = 0.0
+    lr_decay: Annotated[str, _one_of("train.lr_decay")] = "none"  # cosine: to 0 over all epochs
+    optimizer: Annotated[str, _one_of("train.optimizer")] = "adam"
+    hidden_size: Count = 64
+    num_layers: Count = 1
+    dropout: Fraction = 0.2
+    recurrent_dropout: Fraction = 0.0
+    embedding_dim: Count = 48
+    encoder: Annotated[str, _one_of("train.encoder")] = "mean"
+    token_dropout: Fraction = 0.0
     skip_connection: bool = False
-    num_proc: int = 2
-    early_stopping_patience: int = 0
+    num_proc: Count = 2
+    early_stopping_patience: Annotated[int, _at_least(0)] = 0
     restore_best: bool = True
     seed: int = 0
-    run_id: str = ""
+    run_id: Annotated[str, _check(_check_run_id)] = ""
     mixed_precision: bool = False
-    ensemble_members: int = 1            # > 1: that many networks (seeds seed*K .. seed*K+K-1),
-                                         # their probabilities averaged
+    # > 1: that many networks (seeds seed*K .. seed*K+K-1), their probabilities averaged.
+    ensemble_members: Count = 1
 
 
-@dataclass
-class MlflowConfig:
+class MlflowConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "focalseq"
     run_name: str = ""
@@ -101,32 +263,38 @@ class MlflowConfig:
     alias: str = ""                      # and point this alias at the new version
 
 
-@dataclass
-class SparkConfig:
+class SparkConfig(_Section):
     master: str = "local[2]"
     app_name: str = "focalseq"
-    conf: Dict[str, str] = field(default_factory=dict)
+    # Spark takes any scalar and reads it as a string (`spark.executor.instances: 4`).
+    conf: Annotated[Dict[str, Any], _check(_check_scalars)] = Field(default_factory=dict)
 
 
-@dataclass
-class OutputConfig:
-    dir: str = "runs/default"
-    predictions_format: str = "parquet"  # parquet | jsonl | yedda
+class OutputConfig(_Section):
+    dir: Annotated[str, _check(_check_location)] = "runs/default"
+    predictions_format: Annotated[str, _one_of("output.predictions_format")] = "parquet"
 
 
-@dataclass
-class Config:
-    labels: List[str] = field(
+class Config(_Section):
+    labels: Annotated[Labels, _check(_check_labels)] = Field(
         default_factory=lambda: ["Nomenclature", "Description", "Misc-exposition"])
-    focal_labels: List[str] = field(default_factory=lambda: ["Nomenclature", "Description"])
+    focal_labels: Labels = Field(default_factory=lambda: ["Nomenclature", "Description"])
     multi_label: bool = False
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeaturesConfig = field(default_factory=FeaturesConfig)
-    windows: WindowsConfig = field(default_factory=WindowsConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    spark: SparkConfig = field(default_factory=SparkConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    windows: WindowsConfig = Field(default_factory=WindowsConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _references(self):
+        errors = _reference_errors(_Lookup(self.to_dict()))
+        if errors:
+            raise PydanticCustomError("focalseq_references", "{text}",
+                                      {"text": "\n".join(errors)})
+        return self
 
     @property
     def store(self) -> str:
@@ -138,11 +306,263 @@ class Config:
         return join_path(self.output.dir, *parts)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return self.model_dump()
+
+    def with_updates(self, changes: Dict[str, Any]) -> "Config":
+        """A validated copy with `{"section.key": value}` changes (the config is frozen).
+
+        Raises:
+            ConfigError: naming every key whose new value is invalid.
+        """
+        raw = self.to_dict()
+        for key, value in changes.items():
+            _assign(raw, key, value, f"with_updates {key!r}")
+        return validate_config(raw)
 
 
-# The one instance every layer reads its defaults from (stage params, the Python API).
-DEFAULTS = Config()
+# -- checks between keys --------------------------------------------------------------------
+
+class _Unchecked(Exception):
+    """A key a check reads failed its own validation (already reported) or is missing."""
+
+
+class _Lookup:
+    """Dotted-key access to a config mapping that refuses keys already reported bad."""
+
+    def __init__(self, data: dict, failed=()):
+        self.data, self.failed = data, tuple(failed)
+
+    def __call__(self, key: str):
+        for bad in self.failed:
+            if bad == key or bad.startswith((key + ".", key + "[")) or key.startswith(bad + "."):
+                raise _Unchecked(key)
+        node = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise _Unchecked(key)
+            node = node[part]
+        return node
+
+
+def _reference_errors(get: _Lookup) -> List[str]:
+    """Checks that read more than one key; each runs when its keys are valid on their own."""
+    errors = []
+
+    def check(fn):
+        try:
+            text = fn()
+        except _Unchecked:
+            return
+        if text:
+            errors.append(text)
+
+    def subset(key, label_key="labels"):
+        values, labels = get(key), get(label_key)
+        bad = [v for v in values if v not in labels]
+        if bad:
+            return f"{key}: {bad} are not in labels {labels}"
+        return None
+
+    def default_label():
+        label, labels = get("data.default_label"), get("labels")
+        if not get("multi_label") and label not in labels:
+            return f"data.default_label: {label!r} is not in labels {labels}"
+        return None
+
+    def label_map():
+        mapping, labels, multi = get("data.label_map"), get("labels"), get("multi_label")
+        bad = {raw: lab for raw, lab in mapping.items() if not isinstance(lab, str)
+               or any(part not in labels for part in (lab.split("|") if multi else [lab]))}
+        if bad:
+            sets = " (or a '|'-separated set of them)" if multi else ""
+            return (f"data.label_map: {bad!r} maps to values that are not labels; every value "
+                    f"must be one of {labels}{sets}")
+        return None
+
+    def paths():
+        if get("data.source") == "files" and not get("data.paths"):
+            return "data.paths: data.source is 'files' but no paths or globs are given"
+        return None
+
+    def stride():
+        size, step = get("windows.size"), get("windows.stride")
+        if step > size:
+            return (f"windows.stride: {step} is larger than windows.size {size}; lines would "
+                    f"be skipped; expected a stride in [1, {size}]")
+        return None
+
+    def separator():
+        labels = get("labels")
+        if get("multi_label") and any("|" in lab for lab in labels):
+            return f"labels: {labels} contain '|', the separator of multi-label sets"
+        return None
+
+    def loss():
+        name, multi = get("train.loss"), get("multi_label")
+        try:
+            check_mode(name, bool(multi))
+        except ValueError as exc:
+            return f"train.loss: {exc}"
+        loss_config, labels = dict(get("train.loss_config")), get("labels")
+        if name == "soft_f1" and "focal_labels" not in loss_config:
+            if subset("focal_labels"):
+                return None  # reported once, as focal_labels
+            loss_config["focal_labels"] = get("focal_labels")
+        try:
+            validate_loss_config(name, loss_config, labels, multi_label=multi)
+        except ValueError as exc:
+            return f"train.loss_config: {exc}"
+        return None
+
+    check(lambda: subset("focal_labels"))
+    check(lambda: subset("data.keep_labels"))
+    for fn in (default_label, label_map, paths, stride, separator, loss):
+        check(fn)
+    return errors
+
+
+# -- error messages -------------------------------------------------------------------------
+
+_EXPECTED = {
+    "bool_type": "expected true or false",
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+
+
+def _key(loc) -> str:
+    key = ""
+    for part in loc:
+        if isinstance(part, int):
+            key += f"[{part}]"
+        else:
+            key += f".{part}" if key else str(part)
+    return key
+
+
+def _section_fields(loc) -> List[str]:
+    model = Config
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not isinstance(field.annotation, type) \
+                or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def _describe(error: dict) -> List[str]:
+    """One pydantic error -> `key: message` lines in the project's words."""
+    loc, kind = error["loc"], error["type"]
+    key = _key(loc) or "config"
+    if kind == "focalseq_references":
+        return error["ctx"]["text"].split("\n")
+    if kind == "focalseq":
+        return [f"{key}: {error['ctx']['text']}"]
+    if kind == "extra_forbidden":
+        return [f"{key}: unknown key; valid keys here are {_section_fields(loc[:-1])}"]
+    if kind in _EXPECTED:
+        return [f"{key}: {_EXPECTED[kind]}, got {error['input']!r}"]
+    return [f"{key}: {error['msg']} (got {error.get('input')!r})"]
+
+
+# -- loading --------------------------------------------------------------------------------
+
+def validate_config(raw: dict) -> Config:
+    """Builds a Config from a mapping, checking everything in one pass.
+
+    Raises:
+        ConfigError: listing every problem, one a line.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError([f"config: expected a mapping at the top level, got {raw!r}"])
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        found = exc.errors(include_url=False)
+    errors = []
+    for error in found:
+        for line in _describe(error):
+            if line not in errors:
+                errors.append(line)
+    if not any(e["type"] == "focalseq_references" for e in found):
+        # Some key failed on its own, so the model's own check of references did not
+        # run: run it over the keys that passed, so that one pass reports everything.
+        failed = [_key(e["loc"]) for e in found]
+        errors += _reference_errors(_Lookup(_merged(DEFAULTS.to_dict(), raw), failed))
+    raise ConfigError(errors)
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Config:
+    """Reads a YAML file (or the defaults), applies `key.path=value` overrides, validates.
+
+    Raises:
+        ConfigError: a missing or malformed file or override, or every invalid value.
+    """
+    raw: dict = {}
+    if path:
+        if not os.path.exists(path):
+            raise ConfigError([f"--conf: no such file {path!r}"])
+        with open(path) as fh:
+            raw = _yaml(fh, path) or {}
+        if not isinstance(raw, dict):
+            raise ConfigError([f"{path}: expected a YAML mapping at the top level"])
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"--set {item!r}: expected key.path=value, e.g. train.epochs=3"])
+        _assign(raw, key, _yaml(value, f"--set {item!r}"), f"--set {item!r}")
+    return validate_config(raw)
+
+
+def _yaml(text, where: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{where}: not valid YAML: {' '.join(str(exc).split())}"]) from exc
+
+
+def packaged_conf(name: str) -> str:
+    """The path of a configuration shipped with focalseq (`skol.yaml`, `default.yaml`).
+
+    A wheel carries them in focalseq/conf/; a source checkout (editable install) has them
+    in the repository's conf/ folder.
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for folder in (os.path.join(here, "conf"), os.path.join(os.path.dirname(here), "conf")):
+        candidate = os.path.join(folder, name)
+        if os.path.exists(candidate):
+            return candidate
+    raise FileNotFoundError(f"{name!r} is not among the packaged configurations "
+                            f"(looked in {here}/conf and the source checkout's conf/)")
+
+
+def _assign(raw: dict, key: str, value, what: str) -> None:
+    """Sets raw[a][b][c] = value for key 'a.b.c', creating sections as needed."""
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError([f"{what}: {part!r} is not a section"])
+    node[parts[-1]] = value
+
+
+def _merged(base: dict, raw: dict) -> dict:
+    out = dict(base)
+    for key, value in raw.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key in (
+                "data", "features", "windows", "train", "mlflow", "spark", "output",
+                "synthetic", "split"):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def is_url(path: str) -> bool:
@@ -155,120 +575,6 @@ def join_path(base: str, *parts: str) -> str:
     return os.path.join(os.path.abspath(base), *parts)
 
 
-CHOICES = {
-    "data.source": ("synthetic", "files"),
-    "data.format": ("yedda", "plain"),
-    "train.optimizer": ("adam", "sgd", "rmsprop"),
-    "train.lr_decay": ("none", "cosine"),
-    "train.encoder": ("mean", "cnn", "bilstm"),
-    "output.predictions_format": ("parquet", "jsonl", "yedda"),
-}
-
-
-def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = None) -> Config:
-    """Reads a YAML file (or the defaults), applies `key.path=value` overrides, validates."""
-    raw: dict = {}
-    if path:
-        if not os.path.exists(path):
-            raise ValueError(f"--conf: no such file {path!r}")
-        with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
-        if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a YAML mapping at the top level")
-    raw = copy.deepcopy(raw)
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected key.path=value, e.g. train.epochs=3")
-        node = raw
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {item!r}: {part!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value)
-    config = _build(Config, raw, "")
-    validate(config)
-    return config
-
-
-def _build(cls, raw, prefix):
-    if not isinstance(raw, dict):
-        raise ValueError(f"{prefix or 'config'}: expected a mapping, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in raw if k not in fields]
-    if unknown:
-        raise ValueError(f"{prefix + '.' if prefix else ''}{unknown[0]}: unknown key; valid keys "
-                         f"here are {sorted(fields)}")
-    kwargs = {}
-    for name, value in raw.items():
-        f = fields[name]
-        key = f"{prefix}.{name}" if prefix else name
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING \
-            else f.default
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value or {}, key)
-        else:
-            kwargs[name] = _coerce(key, value, default)
-    return cls(**kwargs)
-
-
-def _coerce(key, value, default):
-    kind = type(default)
-    if kind is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{key}: expected a string, got {value!r}")
-        return value
-    if kind is list and not isinstance(value, list):
-        raise ValueError(f"{key}: expected a list, got {value!r}")
-    if kind is dict and not isinstance(value, dict):
-        raise ValueError(f"{key}: expected a mapping, got {value!r}")
-    return value
-
-
-def validate(config: Config) -> None:
-    for key, choices in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value not in choices:
-            raise ValueError(f"{key}: {value!r} is not one of {list(choices)}")
-    if not config.labels or len(set(config.labels)) != len(config.labels):
-        raise ValueError(f"labels: expected distinct label names, got {config.labels}")
-    bad = [f for f in config.focal_labels if f not in config.labels]
-    if bad:
-        raise ValueError(f"focal_labels: {bad} are not in labels {config.labels}")
-    if config.data.default_label not in config.labels and not config.multi_label:
-        raise ValueError(f"data.default_label: {config.data.default_label!r} is not in labels "
-                         f"{config.labels}")
-    if config.data.source == "files" and not config.data.paths:
-        raise ValueError("data.paths: data.source is 'files' but no paths or globs are given")
-    for key in ("train.epochs", "train.batch_size", "train.num_proc", "train.hidden_size",
-                "train.ensemble_members", "windows.size", "windows.stride", "features.max_tokens"):
-        section, name = key.split(".")
-        if getattr(getattr(config, section), name) < 1:
-            raise ValueError(f"{key}: must be >= 1, got {getattr(getattr(config, section), name)}")
-    if config.windows.stride > config.windows.size:
-        raise ValueError(f"windows.stride: {config.windows.stride} is larger than windows.size "
-                         f"{config.windows.size}; lines would be skipped")
-    from focalseq.losses import validate_loss_config
-
-    loss_config = dict(config.train.loss_config)
-    if config.train.loss == "soft_f1" and "focal_labels" not in loss_config:
-        loss_config["focal_labels"] = config.focal_labels
-    try:
-        validate_loss_config(config.train.loss, loss_config, config.labels,
-                             multi_label=config.multi_label)
-    except ValueError as exc:
-        raise ValueError(f"train.loss / train.loss_config: {exc}") from exc
+# The one instance every layer reads its defaults from (stage params, the Python API).
+# Frozen: no caller can change a default for the others.
+DEFAULTS = Config()

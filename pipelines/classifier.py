@@ -19,23 +19,19 @@ weighted cross-entropy with computed weights; none of them -> cross-entropy; `lo
 names any loss of focalseq.losses explicitly. Underneath it is the same Spark ML
 pipeline the jobs run (focalseq.pipelines).
 """
+import functools
 import logging
 import os
 import tempfile
 import time
 
-from focalseq.config import load_config
+from focalseq.config import DEFAULTS, Config, load_config, packaged_conf
 
 logger = logging.getLogger(__name__)
 
 MODEL_TYPES = ("rnn", "logistic")
-# The line shape features of conf/skol.yaml: every one except those that describe a
-# volume's typesetting (indent, relative position, blank line before).
-SKOL_SHAPE_FEATURES = (
-    "length", "capital_ratio", "digit_ratio", "punct_ratio", "leading_capital", "all_caps",
-    "number_start", "trailing_period", "trailing_colon_comma", "page_break", "year",
-    "binomial", "nomenclature_marker", "author_citation", "mycobank", "figure_start",
-    "type_marker", "measurement")
+# The sections of conf/skol.yaml the API takes its defaults from (see `api_defaults`).
+MODEL_SECTIONS = ("features", "windows", "train")
 INPUT_SOURCES = ("files",)
 STORAGES = (None, "disk", "mlflow", "redis")
 
@@ -60,22 +56,23 @@ class FocalSeqClassifier:
         max_tokens, char_ngrams, token_dropout, lr_decay, shape_features, labels,
         keep_labels, split_fractions, split_patterns, ...) map onto the configuration
         keys of the same names (focalseq/config.py).
+
+    A keyword left None takes the value of `api_defaults()`: the network, feature and
+    window settings of conf/skol.yaml, everything else (labels, split, MLflow experiment)
+    from `focalseq.config.DEFAULTS`.
     """
 
-    # Defaults not named in the signature are the best settings of conf/skol.yaml
-    # (benchmarks/quality.py, docs/results.md); tests/test_api.py keeps the two equal.
     def __init__(self, spark=None, input_source="files", file_paths=None, model_type="rnn",
-                 window_size=32, prediction_stride=16, hidden_size=64, num_layers=1,
-                 dropout=0.2, epochs=8, batch_size=16, focal_labels=None, class_weights=None,
-                 weight_strategy=None, loss=None, loss_config=None, model_storage=None,
-                 model_path=None, redis_client=None, redis_key=None, verbosity=0,
-                 labels=("Nomenclature", "Description", "Misc-exposition"),
-                 keep_labels=None, default_label="Misc-exposition", learning_rate=0.003,
-                 num_workers=2, embedding_dim=48, encoder="mean", seed=0,
-                 split_fractions=None, split_patterns=None, work_dir=None,
-                 tracking_uri=None, experiment="focalseq", vocab_size=32768, max_tokens=48,
-                 early_stopping_patience=0, char_ngrams=True, token_dropout=0.3,
-                 lr_decay="cosine", ensemble_members=3, shape_features=None):
+                 window_size=None, prediction_stride=None, hidden_size=None, num_layers=None,
+                 dropout=None, epochs=None, batch_size=None, focal_labels=None,
+                 class_weights=None, weight_strategy=None, loss=None, loss_config=None,
+                 model_storage=None, model_path=None, redis_client=None, redis_key=None,
+                 verbosity=0, labels=None, keep_labels=None, default_label=None,
+                 learning_rate=None, num_workers=None, embedding_dim=None, encoder=None,
+                 seed=None, split_fractions=None, split_patterns=None, work_dir=None,
+                 tracking_uri=None, experiment=None, vocab_size=None, max_tokens=None,
+                 early_stopping_patience=None, char_ngrams=None, token_dropout=None,
+                 lr_decay=None, ensemble_members=None, shape_features=None):
         if class_weights is not None and focal_labels is not None:
             raise ValueError("class_weights and focal_labels are mutually exclusive")
         if model_type not in MODEL_TYPES:
@@ -103,34 +100,43 @@ class FocalSeqClassifier:
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="focalseq-")
         self.loss_name, loss_config = _choose_loss(loss, loss_config, focal_labels,
                                                    class_weights, weight_strategy)
-        labels = list(labels)
+        labels = list(labels) if labels is not None else list(DEFAULTS.labels)
+        if default_label is None:
+            default_label = DEFAULTS.data.default_label
         focal = list(focal_labels) if focal_labels else [lab for lab in labels if lab != default_label]
-        overrides = {
-            "labels": labels, "focal_labels": focal,
-            "data.source": "files", "data.paths": self.file_paths,
-            "data.keep_labels": list(keep_labels) if keep_labels is not None else
-            [lab for lab in labels if lab != default_label],
-            "data.default_label": default_label,
+        defaults = api_defaults().to_dict()
+        overrides = {f"{section}.{key}": value for section in MODEL_SECTIONS
+                     for key, value in defaults[section].items()}
+        given = {
             "features.vocab_size": vocab_size, "features.max_tokens": max_tokens,
             "features.char_ngrams": char_ngrams,
-            "features.shape_features": list(shape_features) if shape_features is not None
-            else list(SKOL_SHAPE_FEATURES),
+            "features.shape_features": None if shape_features is None else list(shape_features),
             "windows.size": window_size, "windows.stride": prediction_stride,
-            "train.loss": self.loss_name, "train.loss_config": loss_config,
             "train.epochs": epochs, "train.batch_size": batch_size,
             "train.learning_rate": learning_rate, "train.hidden_size": hidden_size,
             "train.num_layers": num_layers, "train.dropout": dropout,
             "train.embedding_dim": embedding_dim, "train.encoder": encoder,
             "train.num_proc": num_workers, "train.seed": seed,
             "train.early_stopping_patience": early_stopping_patience,
-            "train.restore_best": early_stopping_patience > 0,
+            # Without patience there is no best epoch to go back to.
+            "train.restore_best": None if early_stopping_patience is None
+            else early_stopping_patience > 0,
             "train.token_dropout": token_dropout, "train.lr_decay": lr_decay,
             "train.ensemble_members": ensemble_members,
+        }
+        overrides.update({key: value for key, value in given.items() if value is not None})
+        overrides.update({
+            "labels": labels, "focal_labels": focal,
+            "data.source": "files", "data.paths": self.file_paths,
+            "data.keep_labels": list(keep_labels) if keep_labels is not None else
+            [lab for lab in labels if lab != default_label],
+            "data.default_label": default_label,
+            "train.loss": self.loss_name, "train.loss_config": loss_config,
             "output.dir": self.work_dir,
             "mlflow.tracking_uri": tracking_uri or
             f"sqlite:///{os.path.join(os.path.abspath(self.work_dir), 'mlflow.db')}",
-            "mlflow.experiment": experiment,
-        }
+            "mlflow.experiment": experiment or DEFAULTS.mlflow.experiment,
+        })
         if split_fractions is not None:
             overrides["data.split.fractions"] = dict(split_fractions)
         if split_patterns is not None:
@@ -296,6 +302,19 @@ class FocalSeqClassifier:
 
 
 SkolClassifierV2 = FocalSeqClassifier
+
+
+@functools.lru_cache(maxsize=1)
+def api_defaults() -> Config:
+    """The configuration whose features, windows and train sections are the API's defaults.
+
+    These are conf/skol.yaml's settings, not `focalseq.config.DEFAULTS`, on purpose: the
+    API's users come from the older classifier on the SKOL corpus, and skol.yaml holds the
+    best settings found there (benchmarks/quality.py, docs/results.md), while DEFAULTS
+    stay the plain settings every stage starts from. Read, not copied, so the two cannot
+    drift (tests/test_api.py, tests/test_defaults.py).
+    """
+    return load_config(packaged_conf("skol.yaml"))
 
 
 def _choose_loss(loss, loss_config, focal_labels, class_weights, weight_strategy):

@@ -31,7 +31,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from focalseq.stages._worker import lighten_task_setup
+from focalseq.config import DEFAULTS
+from focalseq.stages._task_setup import lighten_task_setup
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,10 @@ class _YeddaParserParams(Params):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self._setDefault(pathCol="path", format="yedda", keepLabels=[],
-                         defaultLabel="Misc-exposition", labelMap="{}", strict=False)
+        data = DEFAULTS.data
+        self._setDefault(pathCol="path", format=data.format, keepLabels=list(data.keep_labels),
+                         defaultLabel=data.default_label,
+                         labelMap=json.dumps(data.label_map, sort_keys=True), strict=data.strict)
 
     def getPathCol(self):
         return self.getOrDefault(self.pathCol)
@@ -170,7 +173,8 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
     Output columns: `LINE_SCHEMA`. `label` is the raw label mapped by `labelMap`, then
     `keepLabels`/`defaultLabel` (text outside spans gets `defaultLabel`); with format
     "plain" `label` and `raw_label` are null. Rows of one file are contiguous, in line
-    order, in one partition (`Windower` relies on it).
+    order, in one partition (`Windower` relies on it). Arguments left None take their
+    defaults from `focalseq.config.DEFAULTS` (`data`).
 
     >>> parser = YeddaParser(keepLabels=["Nomenclature", "Description"])
     >>> parser.save(path); YeddaParser.load(path).getKeepLabels()  # doctest: +SKIP
@@ -180,15 +184,15 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
     """
 
     @keyword_only
-    def __init__(self, *, pathCol="path", format="yedda", keepLabels=None,
-                 defaultLabel="Misc-exposition", labelMap=None, strict=False):
+    def __init__(self, *, pathCol="path", format=None, keepLabels=None, defaultLabel=None,
+                 labelMap=None, strict=None):
         super().__init__()
         kwargs = self._input_kwargs
         self.setParams(**kwargs)
 
     @keyword_only
-    def setParams(self, *, pathCol="path", format="yedda", keepLabels=None,
-                  defaultLabel="Misc-exposition", labelMap=None, strict=False):
+    def setParams(self, *, pathCol="path", format=None, keepLabels=None, defaultLabel=None,
+                  labelMap=None, strict=None):
         """Sets params by keyword (labelMap as a dict or a JSON string); returns self."""
         kwargs = dict(self._input_kwargs)
         if kwargs.get("labelMap") is not None and not isinstance(kwargs["labelMap"], str):

@@ -5,7 +5,6 @@ document id, so the assignment is stable and needs no shuffle) or by path patter
 (for example a volume folder for the test split), first matching pattern wins.
 """
 import json
-import re
 
 from pyspark import keyword_only
 from pyspark.ml import Transformer
@@ -14,7 +13,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-SPLITS = ("train", "validation", "test")
+from focalseq.config import DEFAULTS, SPLITS, fractions_problem, patterns_problem
 
 
 class _DocumentSplitterParams(Params):
@@ -31,8 +30,9 @@ class _DocumentSplitterParams(Params):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self._setDefault(fractions=json.dumps({"train": 0.8, "validation": 0.1, "test": 0.1}),
-                         patterns="[]", seed=0)
+        split = DEFAULTS.data.split
+        self._setDefault(fractions=json.dumps(split.fractions),
+                         patterns=json.dumps(split.patterns), seed=split.seed)
 
     def getFractions(self):
         return json.loads(self.getOrDefault(self.fractions))
@@ -48,16 +48,19 @@ class DocumentSplitter(Transformer, _DocumentSplitterParams, DefaultParamsReadab
                        DefaultParamsWritable):
     """Assigns each document (by `doc_id`) to train, validation or test.
 
+    Arguments left None take their defaults from `focalseq.config.DEFAULTS`
+    (`data.split`).
+
     >>> DocumentSplitter(patterns=[["test", "/Vol117/"], ["train", ".*"]])  # doctest: +SKIP
     """
 
     @keyword_only
-    def __init__(self, *, fractions=None, patterns=None, seed=0):
+    def __init__(self, *, fractions=None, patterns=None, seed=None):
         super().__init__()
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(self, *, fractions=None, patterns=None, seed=0):
+    def setParams(self, *, fractions=None, patterns=None, seed=None):
         kwargs = dict(self._input_kwargs)
         for key in ("fractions", "patterns"):
             if kwargs.get(key) is not None and not isinstance(kwargs[key], str):
@@ -67,23 +70,11 @@ class DocumentSplitter(Transformer, _DocumentSplitterParams, DefaultParamsReadab
         return self
 
     def _validate(self):
-        fractions = self.getFractions()
-        bad = [k for k in fractions if k not in SPLITS]
-        if bad:
-            raise ValueError(f"fractions: unknown split(s) {bad}; valid splits are {SPLITS}")
-        if any((not isinstance(v, (int, float))) or v < 0 for v in fractions.values()):
-            raise ValueError(f"fractions: every fraction must be a number >= 0, got {fractions}")
-        if abs(sum(fractions.values()) - 1.0) > 1e-6:
-            raise ValueError(f"fractions: must sum to 1, got {fractions} "
-                             f"(sum {sum(fractions.values()):.4f})")
-        for item in self.getPatterns():
-            if not (isinstance(item, (list, tuple)) and len(item) == 2 and item[0] in SPLITS):
-                raise ValueError(f"patterns: each entry must be [split, regex] with split in "
-                                 f"{SPLITS}, got {item!r}")
-            try:
-                re.compile(item[1])
-            except re.error as exc:
-                raise ValueError(f"patterns: invalid regex {item[1]!r}: {exc}") from exc
+        # The same checks as the configuration's data.split (one place for both).
+        for name, problem in (("fractions", fractions_problem(self.getFractions())),
+                              ("patterns", patterns_problem(self.getPatterns()))):
+            if problem:
+                raise ValueError(f"{name}: {problem}")
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         self._validate()

@@ -33,8 +33,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from focalseq.arrow_columns import dense, list_array, runs
+from focalseq.config import DEFAULTS
 from focalseq.stages._params import HasLabels, HasMultiLabel, HasWindow
-from focalseq.stages._worker import lighten_task_setup
+from focalseq.stages._task_setup import lighten_task_setup
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,9 @@ class _WindowerParams(HasLabels, HasWindow, HasMultiLabel):
 
     def __init__(self, *args):
         super().__init__(*args)
-        self._setDefault(labels=[], windowSize=32, stride=16, multiLabel=False,
+        # labels stay empty (required): they describe the data, not a setting.
+        self._setDefault(labels=[], windowSize=DEFAULTS.windows.size,
+                         stride=DEFAULTS.windows.stride, multiLabel=DEFAULTS.multi_label,
                          labelSeparator="|", inputOrder="grouped")
 
     def getLabelSeparator(self):
@@ -81,6 +85,8 @@ class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParam
     `problem` (parser problem records) are ignored. Labels must be among `labels`
     (null gives an all-zero target, as for prediction input).
 
+    Arguments left None take their defaults from `focalseq.config.DEFAULTS`.
+
     >>> w = Windower(labels=["Nomenclature", "Description", "Misc-exposition"],
     ...              windowSize=32, stride=16)
     >>> w.save(path); Windower.load(path).getStride()  # doctest: +SKIP
@@ -89,13 +95,13 @@ class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParam
     """
 
     @keyword_only
-    def __init__(self, *, labels=None, windowSize=32, stride=16, multiLabel=False,
+    def __init__(self, *, labels=None, windowSize=None, stride=None, multiLabel=None,
                  labelSeparator="|", inputOrder="grouped"):
         super().__init__()
         self.setParams(**self._input_kwargs)
 
     @keyword_only
-    def setParams(self, *, labels=None, windowSize=32, stride=16, multiLabel=False,
+    def setParams(self, *, labels=None, windowSize=None, stride=None, multiLabel=None,
                   labelSeparator="|", inputOrder="grouped"):
         """Sets params by keyword; returns self."""
         self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -254,16 +260,6 @@ def _windows_of_group(table, spec):
                                                 check_complete=False)])
 
 
-def _runs(doc_ids: np.ndarray):
-    """(starts, lengths) of runs of equal values."""
-    n = len(doc_ids)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    change = np.flatnonzero(doc_ids[1:] != doc_ids[:-1]) + 1
-    starts = np.concatenate([[0], change])
-    return starts, np.diff(np.concatenate([starts, [n]]))
-
-
 def _window_batch(table, spec, check_complete: bool):
     """Windows of the documents in `table` (each document's rows contiguous, in order)."""
     import pyarrow as pa
@@ -277,7 +273,7 @@ def _window_batch(table, spec, check_complete: bool):
     doc_col = table.column("doc_id")
     doc_ids = doc_col.dictionary_encode().indices.to_numpy(zero_copy_only=False)
     line_idx = table.column("line_idx").to_numpy(zero_copy_only=False)
-    run_start, run_len = _runs(doc_ids)
+    run_start, run_len = runs(doc_ids)
     expected = (table.column("n_lines").to_numpy(zero_copy_only=False)[run_start]
                 if check_complete else run_len)
     within = np.arange(n) - np.repeat(run_start, run_len)
@@ -306,11 +302,7 @@ def _window_batch(table, spec, check_complete: bool):
     m = len(win_start)
 
     def flat_list(values, width):
-        flat = pa.array(values[rows].reshape(-1))
-        offsets = np.arange(0, m * width * W + 1, width * W, dtype=np.int32)
-        # Spark's array<... not null> is a list of non-null "element"s.
-        kind = pa.list_(pa.field("element", flat.type, nullable=False))
-        return pa.ListArray.from_arrays(pa.array(offsets), flat, type=kind)
+        return list_array(values[rows].reshape(m, width * W))
 
     first_rows = pa.array(run_start[win_doc])
     columns = [table.column(k).take(first_rows) for k in spec["keys"]]
@@ -326,11 +318,10 @@ def _dense(column, width, dtype, n):
     """A list column of fixed `width` as an (n + 1, width) array; the extra row is 0."""
     out = np.zeros((n + 1, width), dtype=dtype)
     if n:
-        values = column.flatten().to_numpy(zero_copy_only=False)
-        if len(values) != n * width:
-            raise ValueError(f"Windower: expected arrays of length {width} in every row "
-                             f"(from LineFeaturizer), got {len(values)} values for {n} rows")
-        out[:n] = values.reshape(n, width)
+        try:
+            out[:n] = dense(column, width)
+        except ValueError as exc:
+            raise ValueError(f"Windower: {exc} (from LineFeaturizer)") from exc
     return out
 
 

@@ -54,7 +54,7 @@ def _run(args, cwd):
     ("train.optimiser=adam", "train.optimiser: unknown key; valid keys here are"),
     ("train.encoder=rnn", "train.encoder: 'rnn' is not one of ['mean', 'cnn', 'bilstm']"),
     ("focal_labels=[Taxon]", "focal_labels: ['Taxon'] are not in labels"),
-    ("train.loss=focal_f1", "train.loss / train.loss_config"),
+    ("train.loss=focal_f1", "train.loss: 'focal_f1' is not one of ["),
     ("windows.stride=40", "windows.stride: 40 is larger than windows.size 16"),
 ])
 def test_config_errors_name_the_key(override, expected, capsys):
