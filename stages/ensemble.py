@@ -125,6 +125,9 @@ class EnsembleEstimator(Estimator, _EnsembleEstimatorParams, MLReadable, MLWrita
     def read(cls):
         return DefaultParamsReader(cls)
 
+    def setMemberParams(self, value):
+        return self._set(memberParams=value)
+
 
 class _EnsembleModelParams(HasLabels, HasFocalLabels, HasMultiLabel, HasDecisionRule,
                            HasWindowInput, HasPredictionCol, HasProbabilityCol):

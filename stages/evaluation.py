@@ -65,6 +65,18 @@ class _PerLabelEvaluatorParams(HasLabels, HasFocalLabels, HasMultiLabel, HasPred
     def getMetricName(self):
         return self.getOrDefault(self.metricName)
 
+    def getLabelCol(self):
+        return self.getOrDefault(self.labelCol)
+
+    def getLogToMlflow(self):
+        return self.getOrDefault(self.logToMlflow)
+
+    def getNumBins(self):
+        return self.getOrDefault(self.numBins)
+
+    def getSplitName(self):
+        return self.getOrDefault(self.splitName)
+
 
 class PerLabelEvaluator(Evaluator, _PerLabelEvaluatorParams, DefaultParamsReadable,
                         DefaultParamsWritable):
@@ -173,6 +185,27 @@ class PerLabelEvaluator(Evaluator, _PerLabelEvaluatorParams, DefaultParamsReadab
                 report["per_label"][lab]["average_precision"] = curve["average_precision"]
         self.last_report = report
         return report
+
+    def setFocalLabels(self, value):
+        return self._set(focalLabels=value)
+
+    def setLabelCol(self, value):
+        return self._set(labelCol=value)
+
+    def setLabels(self, value):
+        return self._set(labels=value)
+
+    def setMultiLabel(self, value):
+        return self._set(multiLabel=value)
+
+    def setNumBins(self, value):
+        return self._set(numBins=value)
+
+    def setPredictionCol(self, value):
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value):
+        return self._set(probabilityCol=value)
 
 
 def report_from_confusion(counts: dict, labels) -> dict:

@@ -194,6 +194,21 @@ class LineFeaturizer(Transformer, _LineFeaturizerParams, DefaultParamsReadable,
         meta = {META_KEY: self.feature_metadata()}
         return out.withMetadata("token_ids", meta).withMetadata("shape", meta)
 
+    def setNgramSize(self, value):
+        return self._set(ngramSize=value)
+
+    def setSuffixLength(self, value):
+        return self._set(suffixLength=value)
+
+    def setUseCharNgrams(self, value):
+        return self._set(useCharNgrams=value)
+
+    def setUseSuffixes(self, value):
+        return self._set(useSuffixes=value)
+
+    def setUseWords(self, value):
+        return self._set(useWords=value)
+
 
 def read_feature_metadata(df: DataFrame) -> Optional[dict]:
     """The dimensions `LineFeaturizer` stored on `token_ids`, or None if absent."""

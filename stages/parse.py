@@ -249,6 +249,18 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
         return paths.mapInArrow(self.batch_function(arrow_batch_size(dataset)),
                                 schema=LINE_SCHEMA)
 
+    def setDefaultLabel(self, value):
+        return self._set(defaultLabel=value)
+
+    def setKeepLabels(self, value):
+        return self._set(keepLabels=value)
+
+    def setLabelMap(self, value):
+        return self._set(labelMap=value)
+
+    def setPathCol(self, value):
+        return self._set(pathCol=value)
+
 
 def arrow_batch_size(df: DataFrame) -> int:
     """The session's spark.sql.execution.arrow.maxRecordsPerBatch (default 10000)."""

@@ -98,3 +98,12 @@ class DocumentSplitter(Transformer, _DocumentSplitterParams, DefaultParamsReadab
             cond = F.lit(True) if i == len(names) - 1 else (u < F.lit(edge))
             expr = F.when(cond, F.lit(split)) if expr is None else expr.when(cond, F.lit(split))
         return dataset.withColumn("split", expr)
+
+    def setFractions(self, value):
+        return self._set(fractions=value)
+
+    def setPatterns(self, value):
+        return self._set(patterns=value)
+
+    def setSeed(self, value):
+        return self._set(seed=value)

@@ -73,6 +73,27 @@ class _ThresholdTunerParams(_ThresholdParams):
         self._setDefault(labelCol="label", splitCol="split", fitSplit="validation",
                          numBins=1000, maxOffset=10.0, maxIter=2, logToMlflow=False)
 
+    def getFitSplit(self):
+        return self.getOrDefault(self.fitSplit)
+
+    def getLabelCol(self):
+        return self.getOrDefault(self.labelCol)
+
+    def getLogToMlflow(self):
+        return self.getOrDefault(self.logToMlflow)
+
+    def getMaxIter(self):
+        return self.getOrDefault(self.maxIter)
+
+    def getMaxOffset(self):
+        return self.getOrDefault(self.maxOffset)
+
+    def getNumBins(self):
+        return self.getOrDefault(self.numBins)
+
+    def getSplitCol(self):
+        return self.getOrDefault(self.splitCol)
+
 
 class ThresholdTuner(Estimator, _ThresholdTunerParams, DefaultParamsReadable,
                      DefaultParamsWritable):
@@ -207,6 +228,39 @@ class ThresholdTuner(Estimator, _ThresholdTunerParams, DefaultParamsReadable,
                                        for lab in self.getLabels()}}
         return out
 
+    def setFocalLabels(self, value):
+        return self._set(focalLabels=value)
+
+    def setLabelCol(self, value):
+        return self._set(labelCol=value)
+
+    def setLabels(self, value):
+        return self._set(labels=value)
+
+    def setLogToMlflow(self, value):
+        return self._set(logToMlflow=value)
+
+    def setMaxIter(self, value):
+        return self._set(maxIter=value)
+
+    def setMaxOffset(self, value):
+        return self._set(maxOffset=value)
+
+    def setMultiLabel(self, value):
+        return self._set(multiLabel=value)
+
+    def setNumBins(self, value):
+        return self._set(numBins=value)
+
+    def setPredictionCol(self, value):
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value):
+        return self._set(probabilityCol=value)
+
+    def setSplitCol(self, value):
+        return self._set(splitCol=value)
+
 
 class _ThresholdModelParams(_ThresholdParams):
     logOffsets = Param(Params._dummy(), "logOffsets",
@@ -280,6 +334,24 @@ class ThresholdModel(Model, _ThresholdModelParams, DefaultParamsReadable,
 
 
 # Histograms (Spark) ---------------------------------------------------------------------
+
+    def setFocalLabels(self, value):
+        return self._set(focalLabels=value)
+
+    def setLabels(self, value):
+        return self._set(labels=value)
+
+    def setMultiLabel(self, value):
+        return self._set(multiLabel=value)
+
+    def setPredictionCol(self, value):
+        return self._set(predictionCol=value)
+
+    def setProbabilityCol(self, value):
+        return self._set(probabilityCol=value)
+
+    def setTuningReport(self, value):
+        return self._set(tuningReport=value)
 
 
 def _probability_histogram(data, labels, targets, bins) -> dict:

@@ -179,6 +179,21 @@ class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParam
             windows = windows.withMetadata(col, {META_KEY: meta})
         return windows
 
+    def setLabelSeparator(self, value):
+        return self._set(labelSeparator=value)
+
+    def setLabels(self, value):
+        return self._set(labels=value)
+
+    def setMultiLabel(self, value):
+        return self._set(multiLabel=value)
+
+    def setStride(self, value):
+        return self._set(stride=value)
+
+    def setWindowSize(self, value):
+        return self._set(windowSize=value)
+
 
 def window_metadata(labels, window, stride, max_tokens, n_shape, multi_label) -> dict:
     """The dimensions stored on the window array columns."""
