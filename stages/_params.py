@@ -116,3 +116,21 @@ class HasWindowInput(Params):
 
     def getDirectRead(self):
         return self.getOrDefault(self.directRead)
+
+
+class HasNumBins(Params):
+    numBins = Param(Params._dummy(), "numBins",
+                    "probability bins of the histograms behind curves and tuned cut points "
+                    "(0: none)", typeConverter=TypeConverters.toInt)
+
+    def getNumBins(self):
+        return self.getOrDefault(self.numBins)
+
+
+class HasLogToMlflow(Params):
+    logToMlflow = Param(Params._dummy(), "logToMlflow",
+                        "log the stage's figures to the active MLflow run",
+                        typeConverter=TypeConverters.toBoolean)
+
+    def getLogToMlflow(self):
+        return self.getOrDefault(self.logToMlflow)

@@ -23,11 +23,12 @@ from pyspark.ml.evaluation import Evaluator
 from pyspark.ml.functions import vector_to_array
 from pyspark.ml.linalg import VectorUDT
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasPredictionCol, HasProbabilityCol
+from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilityCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import functions as F
 
-from focalseq.stages._params import HasFocalLabels, HasLabels, HasMultiLabel
+from focalseq.stages._params import (HasFocalLabels, HasLabels, HasLogToMlflow, HasMultiLabel,
+                                     HasNumBins)
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +38,15 @@ AVERAGED = ("focal_macro_f1", "focal_macro_precision", "focal_macro_recall", "ma
 PER_LABEL = ("f1", "precision", "recall", "average_precision")
 
 
-class _PerLabelEvaluatorParams(HasLabels, HasFocalLabels, HasMultiLabel, HasPredictionCol,
-                               HasProbabilityCol):
+class _PerLabelEvaluatorParams(HasLabels, HasFocalLabels, HasMultiLabel, HasLabelCol,
+                               HasPredictionCol, HasProbabilityCol, HasNumBins,
+                               HasLogToMlflow):
     # probabilityCol: per-label probabilities (array in label order) for the
-    # precision-recall curves; ignored when the column is missing.
-    labelCol = Param(Params._dummy(), "labelCol", "true label column",
-                     typeConverter=TypeConverters.toString)
+    # precision-recall curves (numBins of them; 0: no curves), ignored when missing.
     metricName = Param(Params._dummy(), "metricName",
                        f"returned metric: one of {list(AVERAGED)}, or <metric>:<label> with "
                        f"<metric> one of {list(PER_LABEL)}",
                        typeConverter=TypeConverters.toString)
-    numBins = Param(Params._dummy(), "numBins",
-                    "probability bins of the precision-recall curves (0: no curves)",
-                    typeConverter=TypeConverters.toInt)
-    logToMlflow = Param(Params._dummy(), "logToMlflow", "log the report to the active MLflow run",
-                        typeConverter=TypeConverters.toBoolean)
     splitName = Param(Params._dummy(), "splitName", "prefix of MLflow metric names, e.g. test",
                       typeConverter=TypeConverters.toString)
 
@@ -64,15 +59,6 @@ class _PerLabelEvaluatorParams(HasLabels, HasFocalLabels, HasMultiLabel, HasPred
 
     def getMetricName(self):
         return self.getOrDefault(self.metricName)
-
-    def getLabelCol(self):
-        return self.getOrDefault(self.labelCol)
-
-    def getLogToMlflow(self):
-        return self.getOrDefault(self.logToMlflow)
-
-    def getNumBins(self):
-        return self.getOrDefault(self.numBins)
 
     def getSplitName(self):
         return self.getOrDefault(self.splitName)

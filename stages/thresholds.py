@@ -27,12 +27,13 @@ import numpy as np
 from pyspark import keyword_only
 from pyspark.ml import Estimator, Model
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.param.shared import HasPredictionCol, HasProbabilityCol
+from pyspark.ml.param.shared import HasLabelCol, HasPredictionCol, HasProbabilityCol
 from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from focalseq.stages._params import HasFocalLabels, HasLabels, HasMultiLabel
+from focalseq.stages._params import (HasDecisionRule, HasFocalLabels, HasLabels,
+                                     HasLogToMlflow, HasMultiLabel, HasNumBins)
 from focalseq.stages.decision import LOG_FLOOR, decision_expr
 
 logger = logging.getLogger(__name__)
@@ -48,25 +49,19 @@ class _ThresholdParams(HasLabels, HasFocalLabels, HasMultiLabel, HasPredictionCo
                          probabilityCol="probability", predictionCol="prediction")
 
 
-class _ThresholdTunerParams(_ThresholdParams):
-    labelCol = Param(Params._dummy(), "labelCol", "true label column",
-                     typeConverter=TypeConverters.toString)
+class _ThresholdTunerParams(_ThresholdParams, HasLabelCol, HasNumBins, HasLogToMlflow):
+    # numBins: histogram bins, the candidate cut points.
     splitCol = Param(Params._dummy(), "splitCol", "column naming each line's split",
                      typeConverter=TypeConverters.toString)
     fitSplit = Param(Params._dummy(), "fitSplit",
                      "split to tune on (empty, or no split column: every line)",
                      typeConverter=TypeConverters.toString)
-    numBins = Param(Params._dummy(), "numBins", "histogram bins (candidate cut points)",
-                    typeConverter=TypeConverters.toInt)
     maxOffset = Param(Params._dummy(), "maxOffset",
                       "single-label: offsets are searched in [-maxOffset, maxOffset]",
                       typeConverter=TypeConverters.toFloat)
     maxIter = Param(Params._dummy(), "maxIter",
                     "single-label: rounds of coordinate ascent over the focal labels",
                     typeConverter=TypeConverters.toInt)
-    logToMlflow = Param(Params._dummy(), "logToMlflow",
-                        "log the tuned values and before/after F1 to the active MLflow run",
-                        typeConverter=TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -76,20 +71,11 @@ class _ThresholdTunerParams(_ThresholdParams):
     def getFitSplit(self):
         return self.getOrDefault(self.fitSplit)
 
-    def getLabelCol(self):
-        return self.getOrDefault(self.labelCol)
-
-    def getLogToMlflow(self):
-        return self.getOrDefault(self.logToMlflow)
-
     def getMaxIter(self):
         return self.getOrDefault(self.maxIter)
 
     def getMaxOffset(self):
         return self.getOrDefault(self.maxOffset)
-
-    def getNumBins(self):
-        return self.getOrDefault(self.numBins)
 
     def getSplitCol(self):
         return self.getOrDefault(self.splitCol)
@@ -262,13 +248,7 @@ class ThresholdTuner(Estimator, _ThresholdTunerParams, DefaultParamsReadable,
         return self._set(splitCol=value)
 
 
-class _ThresholdModelParams(_ThresholdParams):
-    logOffsets = Param(Params._dummy(), "logOffsets",
-                       "single-label: per-label offsets added to log-probabilities before "
-                       "the argmax (empty: none)", typeConverter=TypeConverters.toListFloat)
-    thresholds = Param(Params._dummy(), "thresholds",
-                       "multi-label: per-label decision thresholds (empty: 0.5)",
-                       typeConverter=TypeConverters.toListFloat)
+class _ThresholdModelParams(_ThresholdParams, HasDecisionRule):
     tuningReport = Param(Params._dummy(), "tuningReport",
                          "JSON: tuned values and per-label figures before and after tuning",
                          typeConverter=TypeConverters.toString)
@@ -276,12 +256,6 @@ class _ThresholdModelParams(_ThresholdParams):
     def __init__(self, *args):
         super().__init__(*args)
         self._setDefault(logOffsets=[], thresholds=[], tuningReport="{}")
-
-    def getLogOffsets(self):
-        return self.getOrDefault(self.logOffsets)
-
-    def getThresholds(self):
-        return self.getOrDefault(self.thresholds)
 
     def getTuningReport(self):
         return self.getOrDefault(self.tuningReport)
