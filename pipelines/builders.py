@@ -72,9 +72,9 @@ def ensemble_of(estimator: BiLSTMEstimator, seeds) -> EnsembleEstimator:
 
 def load_model(spark, path: str):
     """A saved BiLSTMModel or EnsembleModel (the class is read from its metadata)."""
-    from pyspark.ml.util import DefaultParamsReader
+    from focalseq.stages.persistence import load_stage
 
-    return DefaultParamsReader.loadParamsInstance(path, spark.sparkContext)
+    return load_stage(path, spark.sparkContext)
 
 
 def evaluator(cfg: Config, split: str = "test", log_to_mlflow: bool = True) -> PerLabelEvaluator:
