@@ -16,8 +16,8 @@ Users of the older single-machine classifier keep their code; only the import ch
 Loss choice follows the documented rules: `focal_labels` -> soft-F1 over those labels;
 `class_weights` -> weighted cross-entropy with those weights; `weight_strategy` ->
 weighted cross-entropy with computed weights; none of them -> cross-entropy; `loss`
-names any loss of focalseq.losses explicitly. Underneath it is the same Spark ML
-pipeline the jobs run (focalseq.pipelines).
+names any loss of focalseq.losses explicitly. The rules live in focalseq.losses.choice.
+Underneath it is the same Spark ML pipeline the jobs run (focalseq.pipelines).
 """
 import functools
 import logging
@@ -26,6 +26,7 @@ import tempfile
 import time
 
 from focalseq.config import DEFAULTS, Config, load_config, packaged_conf
+from focalseq.losses.choice import choose_loss, loss_config_for
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ class FocalSeqClassifier:
                  tracking_uri=None, experiment=None, vocab_size=None, max_tokens=None,
                  early_stopping_patience=None, char_ngrams=None, token_dropout=None,
                  lr_decay=None, ensemble_members=None, shape_features=None):
-        if class_weights is not None and focal_labels is not None:
-            raise ValueError("class_weights and focal_labels are mutually exclusive")
+        loss_name = choose_loss(focal_labels, class_weights, weight_strategy, loss)
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type: {model_type!r} is not one of {list(MODEL_TYPES)}")
         if focal_labels is not None and model_type != "rnn":
@@ -98,8 +98,9 @@ class FocalSeqClassifier:
         self.verbosity = verbosity
         self.class_weights, self.weight_strategy = class_weights, weight_strategy
         self.work_dir = work_dir or tempfile.mkdtemp(prefix="focalseq-")
-        self.loss_name, loss_config = _choose_loss(loss, loss_config, focal_labels,
-                                                   class_weights, weight_strategy)
+        self.loss_name = loss_name
+        loss_config = loss_config_for(loss_name, loss_config, focal_labels=focal_labels,
+                                      class_weights=class_weights, weight_strategy=weight_strategy)
         labels = list(labels) if labels is not None else list(DEFAULTS.labels)
         if default_label is None:
             default_label = DEFAULTS.data.default_label
@@ -315,24 +316,6 @@ def api_defaults() -> Config:
     drift (tests/test_api.py, tests/test_defaults.py).
     """
     return load_config(packaged_conf("skol.yaml"))
-
-
-def _choose_loss(loss, loss_config, focal_labels, class_weights, weight_strategy):
-    config = dict(loss_config or {})
-    if loss is None:
-        if focal_labels is not None:
-            loss = "soft_f1"
-        elif class_weights is not None or weight_strategy is not None:
-            loss = "weighted_cross_entropy"
-        else:
-            loss = "cross_entropy"
-    if focal_labels is not None and loss == "soft_f1":
-        config.setdefault("focal_labels", list(focal_labels))
-    if class_weights is not None:
-        config.setdefault("class_weights", dict(class_weights))
-    if weight_strategy is not None:
-        config.setdefault("weight_strategy", weight_strategy)
-    return loss, config
 
 
 def _config_from(overrides: dict):

@@ -160,6 +160,107 @@ def test_keras_fit_evaluate_save_load_without_custom_objects(name, multi_label, 
     )
 
 
+# --- the LossFunctionWrapper shape ----------------------------------------------
+
+# Each class's fn arguments (its __init__ arguments except reduction and name), by
+# name; the schedule of `adaptive` is configuration too.
+HYPERPARAMETERS = {
+    "cross_entropy": {"label_smoothing"},
+    "weighted_cross_entropy": {"class_weights"},
+    "focal": {"gamma", "alpha", "label_smoothing"},
+    "soft_f1": {"label_indices", "distributed"},
+    "adaptive": {"class_weights", "gamma", "alpha", "schedule", "epochs", "switch_epoch"},
+    "focal_contrastive": {"n_labels", "gamma", "alpha", "temperature", "focal_weight", "contrastive_weight"},
+    "class_balanced": {"label_counts", "beta", "base", "gamma"},
+    "logit_adjusted": {"priors", "tau"},
+    "binary_cross_entropy": {"label_smoothing"},
+    "binary_focal": {"gamma", "alpha", "label_smoothing"},
+    "asymmetric": {"gamma_pos", "gamma_neg", "clip"},
+}
+
+
+def _outputs(loss, multi_label, seed=3):
+    """Fixed network outputs (probabilities, plus a representation if the loss asks)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(6, LINES, 3)).astype(np.float32)
+    probs = tf.nn.sigmoid(logits) if multi_label else tf.nn.softmax(logits)
+    if loss.needs_representation:
+        rep = tf.math.l2_normalize(rng.normal(size=(6, LINES, REP_DIM)).astype(np.float32), axis=-1)
+        probs = tf.concat([probs, rep], axis=-1)
+    return probs
+
+
+@pytest.mark.parametrize("name, multi_label", CASES)
+def test_get_config_is_the_base_config_plus_every_hyperparameter(name, multi_label):
+    loss = build_loss(name, CONFIGS[name], LABELS, COUNTS, multi_label=multi_label)
+    config = loss.get_config()
+    assert set(config) == {"name", "reduction"} | HYPERPARAMETERS[name]
+    assert config["name"] == name and config["reduction"] == "auto"
+
+
+def test_get_config_holds_the_declared_values():
+    loss = LOSS_CLASSES["focal"](gamma=1, alpha=[0.2, 0.5, 0.9])
+    assert loss.get_config() == {
+        "name": "focal",
+        "reduction": "auto",
+        "gamma": 1.0,
+        "alpha": [0.2, 0.5, 0.9],
+        "label_smoothing": 0.0,
+    }
+    # The returned config is a copy: editing it leaves the loss alone.
+    loss.get_config()["alpha"][0] = 1.0
+    assert loss.get_config()["alpha"] == [0.2, 0.5, 0.9]
+
+
+@pytest.mark.parametrize("name, multi_label", CASES)
+def test_serialized_and_saved_losses_return_the_same_value(name, multi_label, tmp_path):
+    _, y, mask = _data(multi_label)
+    loss = build_loss(name, CONFIGS[name], LABELS, COUNTS, multi_label=multi_label)
+    if name == "adaptive":
+        loss.progress.assign(0.5)  # both parts count
+    y_pred = _outputs(loss, multi_label)
+    expected = float(loss(y, y_pred, sample_weight=mask))
+
+    restored = tf.keras.losses.deserialize(tf.keras.losses.serialize(loss))
+    model = _model(loss, multi_label)
+    model.save(str(tmp_path / "tiny.keras"))
+    loaded = tf.keras.models.load_model(str(tmp_path / "tiny.keras")).loss
+    for clone in (restored, loaded):
+        assert type(clone) is type(loss) and clone.get_config() == loss.get_config()
+        if name == "adaptive":
+            assert float(clone.progress.numpy()) == 0.0  # not saved; the callback sets it
+            clone.progress.assign(0.5)
+        assert float(clone(y, y_pred, sample_weight=mask)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_restored_focal_loss_matches_the_formula():
+    # Two lines, one padding line; gamma 1, alpha 0.5 on every label.
+    y = np.array([[[1, 0, 0], [0, 0, 1], [0, 1, 0]]], np.float32)
+    p = np.array([[[0.8, 0.1, 0.1], [0.2, 0.4, 0.4], [0.1, 0.8, 0.1]]], np.float32)
+    mask = np.array([[1, 1, 0]], np.float32)
+    expected = (0.5 * 0.2 * -np.log(0.8) + 0.5 * 0.6 * -np.log(0.4)) / 2
+    loss = build_loss("focal", {"gamma": 1.0, "alpha": 0.5}, LABELS)
+    restored = tf.keras.losses.deserialize(tf.keras.losses.serialize(loss))
+    assert float(restored(y, p, sample_weight=mask)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_configs_saved_without_reduction_still_load():
+    # The shape of a config written before `reduction` was part of it.
+    old = {"name": "focal", "gamma": 1.5, "alpha": None, "label_smoothing": 0.0}
+    loss = LOSS_CLASSES["focal"].from_config(old)
+    assert loss.get_config() == {**old, "reduction": "auto"}
+
+
+def test_only_averaging_reductions_are_accepted():
+    y = np.array([[[1, 0, 0], [0, 1, 0]]], np.float32)
+    p = np.array([[[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]]], np.float32)
+    average = LOSS_CLASSES["cross_entropy"](reduction="sum_over_batch_size")
+    assert float(average(y, p)) == pytest.approx(-np.log(0.5), rel=1e-6)
+    for reduction in ("sum", "none"):
+        with pytest.raises(ValueError, match=f"invalid reduction '{reduction}'.*auto"):
+            LOSS_CLASSES["cross_entropy"](reduction=reduction)
+
+
 # --- curriculum -----------------------------------------------------------------
 
 

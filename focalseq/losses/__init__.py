@@ -1,6 +1,7 @@
 """Imbalance-aware losses for per-line labelling, chosen by name plus a JSON config.
 
-`validate_loss_config`, `compute_class_weights` and the names need no TensorFlow;
+`validate_loss_config`, `compute_class_weights`, the loss choice (`choose_loss`,
+`loss_config_for`) and the names need no TensorFlow;
 `build_loss` and the Keras classes (`FocalLoss`, ..., `CurriculumCallback`,
 importable from here) load it on first use. A model saved with one of these
 losses loads without `custom_objects` once `focalseq.losses.keras_losses` is
@@ -13,6 +14,7 @@ Example:
 """
 import importlib
 
+from focalseq.losses.choice import choose_loss, loss_config_for
 from focalseq.losses.config import (
     LOSS_DEFAULTS,
     LOSS_NAMES,
@@ -51,8 +53,10 @@ __all__ = [
     "SINGLE_LABEL_LOSSES",
     "WEIGHT_STRATEGIES",
     "build_loss",
+    "choose_loss",
     "class_priors",
     "compute_class_weights",
+    "loss_config_for",
     "posthoc_logit_adjust",
     "validate_loss_config",
     *_LAZY,

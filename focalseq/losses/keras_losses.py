@@ -1,6 +1,9 @@
 """Keras loss classes over `focalseq.losses.functions`, and the curriculum callback.
 
-Each class stores its hyperparameters, returns them from `get_config` and is
+The shape of Keras 2.15's `LossFunctionWrapper`: `FocalseqLoss` holds a pure
+function and the keyword arguments it is called with; each loss class only
+declares its function and its arguments with their defaults, and `get_config` is
+the base config (`name`, `reduction`) plus those arguments. Every class is
 registered with Keras under the package "focalseq", so a model saved with one of
 them loads with `tf.keras.models.load_model` without `custom_objects` once this
 module is imported (`focalseq.losses.build_loss` imports it).
@@ -20,34 +23,61 @@ logger = logging.getLogger(__name__)
 
 _register = tf.keras.saving.register_keras_serializable(package="focalseq")
 
+_AUTO = tf.keras.losses.Reduction.AUTO
+# The pure functions return the mean over unmasked lines; only the reductions that
+# mean "average" describe that.
+_AVERAGING = (tf.keras.losses.Reduction.AUTO, tf.keras.losses.Reduction.SUM_OVER_BATCH_SIZE)
+
 
 class FocalseqLoss(tf.keras.losses.Loss):
-    """Base class: Keras `sample_weight` becomes the pure function's padding mask.
+    """Wraps a pure function of `focalseq.losses.functions` as a Keras loss.
 
-    Keras' own reduction would divide by all lines, padding included; the pure
-    functions average over the unmasked lines only.
+    Padding mask: Keras' `sample_weight` becomes the function's `mask` (1 for a
+    real line, 0 for padding; other non-negative values weight lines), and the
+    loss is the average over the unmasked lines only, sum_i m_i l_i / sum_i m_i.
+    Keras' own reduction would divide by all lines, padding included, so it is
+    never applied; `reduction` is kept for the Keras config and must be one of
+    the averaging ones.
+
+    Subclasses call `super().__init__(fn, reduction=..., name=..., **fn_kwargs)`
+    with JSON-valued `fn_kwargs`; Keras' `from_config` (`cls(**config)`) then
+    rebuilds them from `get_config`.
+
+    Args:
+        fn: `fn(y_true, y_pred, mask=None, **fn_kwargs) -> scalar`.
+        reduction: "auto" or "sum_over_batch_size" (both: the masked mean).
+        name: The loss name; None: the class's `loss_name`.
+        **fn_kwargs: Keyword arguments passed to `fn` on every call.
     """
 
     loss_name = None
     # True when y_pred must be concat([probabilities, representation]).
     needs_representation = False
 
-    def __init__(self, name=None, **hyperparams):
-        super().__init__(name=name or self.loss_name)
-        self._hyperparams = hyperparams
+    def __init__(self, fn, reduction=_AUTO, name=None, **fn_kwargs):
+        if reduction not in _AVERAGING:
+            raise ValueError(
+                f"{type(self).__name__}: invalid reduction {reduction!r}; valid values: {list(_AVERAGING)} "
+                "(the loss is always the mean over unmasked lines)"
+            )
+        super().__init__(reduction=reduction, name=name or self.loss_name)
+        self.fn = fn
+        self._fn_kwargs = fn_kwargs
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         with tf.name_scope(self._name_scope):
-            return self._compute(y_true, y_pred, sample_weight)
+            return self.fn(y_true, y_pred, sample_weight, **self._call_kwargs())
 
     def call(self, y_true, y_pred):
-        return self._compute(y_true, y_pred, None)
+        return self.fn(y_true, y_pred, None, **self._call_kwargs())
 
-    def _compute(self, y_true, y_pred, mask):
-        raise NotImplementedError
+    def _call_kwargs(self):
+        """Keyword arguments for `fn`; a subclass adds call-time state (a variable)."""
+        return self._fn_kwargs
 
     def get_config(self):
-        return {"name": self.name, **copy.deepcopy(self._hyperparams)}
+        # Deep copy: a caller editing the returned lists must not change the loss.
+        return {**super().get_config(), **copy.deepcopy(self._fn_kwargs)}
 
     def local_copy(self):
         """A copy that never communicates across Horovod processes.
@@ -60,12 +90,6 @@ class FocalseqLoss(tf.keras.losses.Loss):
         if "distributed" in config:
             config["distributed"] = False
         return type(self).from_config(config)
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        config.pop("reduction", None)
-        return cls(**config)
 
 
 def _as_list(value):
@@ -86,11 +110,10 @@ class CrossEntropyLoss(FocalseqLoss):
 
     loss_name = "cross_entropy"
 
-    def __init__(self, label_smoothing=0.0, name=None):
-        super().__init__(name=name, label_smoothing=float(label_smoothing))
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.cross_entropy(y_true, y_pred, mask, **self._hyperparams)
+    def __init__(self, label_smoothing=0.0, reduction=_AUTO, name=None):
+        super().__init__(
+            functions.cross_entropy, reduction=reduction, name=name, label_smoothing=float(label_smoothing)
+        )
 
 
 @_register
@@ -103,11 +126,13 @@ class WeightedCrossEntropyLoss(FocalseqLoss):
 
     loss_name = "weighted_cross_entropy"
 
-    def __init__(self, class_weights=None, name=None):
-        super().__init__(name=name, class_weights=_as_list(class_weights))
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.weighted_cross_entropy(y_true, y_pred, mask, **self._hyperparams)
+    def __init__(self, class_weights=None, reduction=_AUTO, name=None):
+        super().__init__(
+            functions.weighted_cross_entropy,
+            reduction=reduction,
+            name=name,
+            class_weights=_as_list(class_weights),
+        )
 
 
 @_register
@@ -122,13 +147,15 @@ class FocalLoss(FocalseqLoss):
 
     loss_name = "focal"
 
-    def __init__(self, gamma=2.0, alpha=None, label_smoothing=0.0, name=None):
+    def __init__(self, gamma=2.0, alpha=None, label_smoothing=0.0, reduction=_AUTO, name=None):
         super().__init__(
-            name=name, gamma=float(gamma), alpha=_alpha(alpha), label_smoothing=float(label_smoothing)
+            functions.focal,
+            reduction=reduction,
+            name=name,
+            gamma=float(gamma),
+            alpha=_alpha(alpha),
+            label_smoothing=float(label_smoothing),
         )
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.focal(y_true, y_pred, mask, **self._hyperparams)
 
 
 @_register
@@ -143,12 +170,14 @@ class SoftF1Loss(FocalseqLoss):
 
     loss_name = "soft_f1"
 
-    def __init__(self, label_indices=None, distributed=True, name=None):
-        indices = None if label_indices is None else [int(i) for i in label_indices]
-        super().__init__(name=name, label_indices=indices, distributed=bool(distributed))
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.soft_f1(y_true, y_pred, mask, **self._hyperparams)
+    def __init__(self, label_indices=None, distributed=True, reduction=_AUTO, name=None):
+        super().__init__(
+            functions.soft_f1,
+            reduction=reduction,
+            name=name,
+            label_indices=None if label_indices is None else [int(i) for i in label_indices],
+            distributed=bool(distributed),
+        )
 
 
 @_register
@@ -158,7 +187,8 @@ class AdaptiveLoss(FocalseqLoss):
     Schedules: "linear" t = min(1, epoch / max(epochs - 1, 1)), so the first epoch
     is pure weighted CE and the last pure focal; "step" t = 0 before
     `switch_epoch` and 1 from it on. `CurriculumCallback` sets `progress` at the
-    start of each epoch. `progress` is not saved with the model.
+    start of each epoch. `progress` is not saved with the model; the schedule
+    (`schedule`, `epochs`, `switch_epoch`) is, beside the function's arguments.
 
     Args:
         class_weights: K weights for the weighted CE (None: all 1).
@@ -179,6 +209,7 @@ class AdaptiveLoss(FocalseqLoss):
         schedule="linear",
         epochs=None,
         switch_epoch=None,
+        reduction=_AUTO,
         name=None,
     ):
         if schedule not in ("linear", "step"):
@@ -188,24 +219,29 @@ class AdaptiveLoss(FocalseqLoss):
                 "adaptive: invalid switch_epoch None for schedule 'step'; valid values: an integer >= 0"
             )
         super().__init__(
+            functions.adaptive,
+            reduction=reduction,
             name=name,
             class_weights=_as_list(class_weights),
             gamma=float(gamma),
             alpha=_alpha(alpha),
-            schedule=schedule,
-            epochs=epochs,
-            switch_epoch=switch_epoch,
         )
+        self.schedule = schedule
+        self.epochs = epochs
+        self.switch_epoch = switch_epoch
         self.progress = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="progress")
 
-    @property
-    def epochs(self):
-        return self._hyperparams["epochs"]
+    def _call_kwargs(self):
+        return {**self._fn_kwargs, "progress": self.progress}
+
+    def get_config(self):
+        schedule = {"schedule": self.schedule, "epochs": self.epochs, "switch_epoch": self.switch_epoch}
+        return {**super().get_config(), **schedule}
 
     def progress_for_epoch(self, epoch, epochs=None):
         """Curriculum position t in [0, 1] at the start of 0-based `epoch`."""
-        if self._hyperparams["schedule"] == "step":
-            return 0.0 if epoch < self._hyperparams["switch_epoch"] else 1.0
+        if self.schedule == "step":
+            return 0.0 if epoch < self.switch_epoch else 1.0
         epochs = epochs or self.epochs
         if not epochs:
             raise ValueError(
@@ -223,10 +259,6 @@ class AdaptiveLoss(FocalseqLoss):
         value = self.progress_for_epoch(epoch, epochs)
         self.progress.assign(value)
         return value
-
-    def _compute(self, y_true, y_pred, mask):
-        params = {k: self._hyperparams[k] for k in ("class_weights", "gamma", "alpha")}
-        return functions.adaptive(y_true, y_pred, mask, progress=self.progress, **params)
 
 
 @_register
@@ -254,9 +286,12 @@ class FocalContrastiveLoss(FocalseqLoss):
         temperature=0.1,
         focal_weight=0.7,
         contrastive_weight=0.3,
+        reduction=_AUTO,
         name=None,
     ):
         super().__init__(
+            functions.focal_contrastive,
+            reduction=reduction,
             name=name,
             n_labels=int(n_labels),
             gamma=float(gamma),
@@ -268,10 +303,7 @@ class FocalContrastiveLoss(FocalseqLoss):
 
     @property
     def n_labels(self):
-        return self._hyperparams["n_labels"]
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.focal_contrastive(y_true, y_pred, mask, **self._hyperparams)
+        return self._fn_kwargs["n_labels"]
 
 
 @_register
@@ -287,15 +319,18 @@ class ClassBalancedLoss(FocalseqLoss):
 
     loss_name = "class_balanced"
 
-    def __init__(self, label_counts, beta=0.999, base="softmax", gamma=2.0, name=None):
+    def __init__(self, label_counts, beta=0.999, base="softmax", gamma=2.0, reduction=_AUTO, name=None):
         if base not in ("softmax", "focal"):
             raise ValueError(f"class_balanced: invalid base {base!r}; valid values: ['softmax', 'focal']")
         super().__init__(
-            name=name, label_counts=_as_list(label_counts), beta=float(beta), base=base, gamma=float(gamma)
+            functions.class_balanced,
+            reduction=reduction,
+            name=name,
+            label_counts=_as_list(label_counts),
+            beta=float(beta),
+            base=base,
+            gamma=float(gamma),
         )
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.class_balanced(y_true, y_pred, mask, **self._hyperparams)
 
 
 @_register
@@ -309,11 +344,10 @@ class LogitAdjustedLoss(FocalseqLoss):
 
     loss_name = "logit_adjusted"
 
-    def __init__(self, priors, tau=1.0, name=None):
-        super().__init__(name=name, priors=_as_list(priors), tau=float(tau))
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.logit_adjusted(y_true, y_pred, mask, **self._hyperparams)
+    def __init__(self, priors, tau=1.0, reduction=_AUTO, name=None):
+        super().__init__(
+            functions.logit_adjusted, reduction=reduction, name=name, priors=_as_list(priors), tau=float(tau)
+        )
 
 
 @_register
@@ -322,11 +356,13 @@ class BinaryCrossEntropyLoss(FocalseqLoss):
 
     loss_name = "binary_cross_entropy"
 
-    def __init__(self, label_smoothing=0.0, name=None):
-        super().__init__(name=name, label_smoothing=float(label_smoothing))
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.binary_cross_entropy(y_true, y_pred, mask, **self._hyperparams)
+    def __init__(self, label_smoothing=0.0, reduction=_AUTO, name=None):
+        super().__init__(
+            functions.binary_cross_entropy,
+            reduction=reduction,
+            name=name,
+            label_smoothing=float(label_smoothing),
+        )
 
 
 @_register
@@ -341,13 +377,15 @@ class BinaryFocalLoss(FocalseqLoss):
 
     loss_name = "binary_focal"
 
-    def __init__(self, gamma=2.0, alpha=0.25, label_smoothing=0.0, name=None):
+    def __init__(self, gamma=2.0, alpha=0.25, label_smoothing=0.0, reduction=_AUTO, name=None):
         super().__init__(
-            name=name, gamma=float(gamma), alpha=_alpha(alpha), label_smoothing=float(label_smoothing)
+            functions.binary_focal,
+            reduction=reduction,
+            name=name,
+            gamma=float(gamma),
+            alpha=_alpha(alpha),
+            label_smoothing=float(label_smoothing),
         )
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.binary_focal(y_true, y_pred, mask, **self._hyperparams)
 
 
 @_register
@@ -362,11 +400,15 @@ class AsymmetricLoss(FocalseqLoss):
 
     loss_name = "asymmetric"
 
-    def __init__(self, gamma_pos=0.0, gamma_neg=4.0, clip=0.05, name=None):
-        super().__init__(name=name, gamma_pos=float(gamma_pos), gamma_neg=float(gamma_neg), clip=float(clip))
-
-    def _compute(self, y_true, y_pred, mask):
-        return functions.asymmetric(y_true, y_pred, mask, **self._hyperparams)
+    def __init__(self, gamma_pos=0.0, gamma_neg=4.0, clip=0.05, reduction=_AUTO, name=None):
+        super().__init__(
+            functions.asymmetric,
+            reduction=reduction,
+            name=name,
+            gamma_pos=float(gamma_pos),
+            gamma_neg=float(gamma_neg),
+            clip=float(clip),
+        )
 
 
 LOSS_CLASSES = {
