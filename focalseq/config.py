@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 # Both are pure Python (no TensorFlow): the whole check runs before anything heavy loads.
+from focalseq.losses.choice import loss_config_for
 from focalseq.losses.config import LOSS_NAMES, check_mode, validate_loss_config
 from focalseq.text.features import SHAPE_FEATURES
 
@@ -403,11 +404,10 @@ def _reference_errors(get: _Lookup) -> List[str]:
             check_mode(name, bool(multi))
         except ValueError as exc:
             return f"train.loss: {exc}"
-        loss_config, labels = dict(get("train.loss_config")), get("labels")
-        if name == "soft_f1" and "focal_labels" not in loss_config:
-            if subset("focal_labels"):
-                return None  # reported once, as focal_labels
-            loss_config["focal_labels"] = get("focal_labels")
+        loss_config, labels = get("train.loss_config"), get("labels")
+        if name == "soft_f1" and "focal_labels" not in loss_config and subset("focal_labels"):
+            return None  # reported once, as focal_labels
+        loss_config = loss_config_for(name, loss_config, focal_labels=get("focal_labels"))
         try:
             validate_loss_config(name, loss_config, labels, multi_label=multi)
         except ValueError as exc:

@@ -32,6 +32,7 @@ from pyspark.ml.util import DefaultParamsReader, DefaultParamsWriter, MLReadable
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from focalseq.losses.choice import loss_config_for
 from focalseq.losses.config import WEIGHT_STRATEGIES
 from focalseq.stages._params import (HasDecisionRule, HasFocalLabels, HasLabels,
                                      HasMultiLabel, HasWindowInput)
@@ -46,6 +47,9 @@ logger = logging.getLogger(__name__)
 
 WINDOW_COLUMNS = ("token_ids", "shape", "y", "mask")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# The params' names for the loss-config rules' errors.
+_PARAM_NAMES = {"class_weights": "classWeights", "weight_strategy": "weightStrategy",
+                "loss_config": "lossConfig"}
 
 
 class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
@@ -129,21 +133,11 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
 
     def _loss_config(self) -> dict:
         """lossConfig plus what the classWeights, weightStrategy and focalLabels params add."""
-        config = dict(self.getLossConfig())
-        for param, key, value in (("classWeights", "class_weights", self.getClassWeights()),
-                                  ("weightStrategy", "weight_strategy",
-                                   self.getWeightStrategy() or None)):
-            if value is None:
-                continue
-            if key in config:
-                raise ValueError(f"{param}: lossConfig already sets {key} "
-                                 f"({config[key]!r}); give it in one place")
-            config[key] = value
-        # soft_f1 restricts itself to the focal labels; other losses use them only for
-        # early stopping and reports.
-        if self.getFocalLabels() and self.getLoss() == "soft_f1" and "focal_labels" not in config:
-            config["focal_labels"] = list(self.getFocalLabels())
-        return config
+        return loss_config_for(self.getLoss(), self.getLossConfig(),
+                               focal_labels=self.getFocalLabels(),
+                               class_weights=self.getClassWeights(),
+                               weight_strategy=self.getWeightStrategy() or None,
+                               names=_PARAM_NAMES)
 
     # Fit ---------------------------------------------------------------------------------
 
