@@ -245,32 +245,16 @@ class FocalSeqClassifier:
     # ------------------------------------------------------------------------------------
 
     def predict(self, file_paths, plain: bool = False):
-        """Labels every line of new files; returns a DataFrame (doc_id, line_no, text,
-        prediction, probability)."""
-        from pyspark.sql import functions as F
-
+        """Labels every line of new files; returns a DataFrame (doc_id, line_no, line_idx,
+        text, true_label, prediction, probability)."""
+        from focalseq.pipelines.predict import label_lines, parse_lines
         from focalseq.stages.parse import list_files
 
         if self.model is None:
             self.load_model()
-        spark = self._spark()
         paths = [file_paths] if isinstance(file_paths, str) else list(file_paths)
-        files = list_files(spark, paths)
-        stages = list(self.model.stages)
-        if plain:
-            stages[0] = stages[0].copy({stages[0].format: "plain"})
-        parsed = stages[0].transform(files).filter(F.col("problem").isNull())
-        out = parsed
-        for stage in stages[1:]:
-            out = stage.transform(out)
-        if self.model_type == "logistic":
-            from pyspark.ml.functions import vector_to_array
-
-            return out.select("doc_id", "line_no", "line_idx", "text", "prediction",
-                              vector_to_array("probability").alias("probability"))
-        lines = parsed.select("doc_id", "line_no", "line_idx", "text")
-        return lines.join(out.select("doc_id", "line_idx", "prediction", "probability"),
-                          ["doc_id", "line_idx"], "left")
+        files = list_files(self._spark(), paths)
+        return label_lines(self.model, parse_lines(self.model, files, plain))
 
     def save_model(self) -> str:
         """Stores the fitted pipeline; returns the path, MLflow model URI or Redis key."""
