@@ -27,7 +27,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -36,7 +35,7 @@ def fit(folder, dims, net_kwargs, batch, epochs, sync, frozen) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from benchmarks import _throughput
+    import _throughput  # a sibling module: this script's folder is sys.path[0]
     from focalseq.losses import build_loss
     from focalseq.training.network import build_network
     from focalseq.training.remote import _deduplicating
@@ -105,7 +104,7 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=32, help=argparse.SUPPRESS)
     p.add_argument("--epochs", type=int, default=4, help="epochs per measurement (>= 2)")
     p.add_argument("--batches", type=int, nargs="+", default=[32, 128])
-    from benchmarks import _throughput
+    import _throughput
 
     _throughput.add_data_args(p)
     args = p.parse_args(argv)

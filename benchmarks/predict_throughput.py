@@ -27,10 +27,10 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import _throughput  # noqa: E402
+# A sibling module: `python benchmarks/<name>.py` puts this folder first on sys.path.
+import _throughput  # noqa: E402
 
 
 def build(dims, net_kwargs, folder):

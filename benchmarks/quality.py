@@ -32,9 +32,8 @@ import time
 import uuid
 import warnings
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import _skol  # noqa: E402
+# A sibling module: `python benchmarks/<name>.py` puts this folder first on sys.path.
+import _skol
 
 # Loss configs of the comparison: the users' three (standard, weighted, soft-F1 over the
 # focal labels) first, then the rest of the single-label library at its defaults.
@@ -190,7 +189,7 @@ def _digest(cfg, sections) -> str:
 def run_baseline(spark, cfg, name: str) -> dict:
     import mlflow
 
-    from benchmarks._baseline import run_baseline as fit_baseline
+    from _baseline import run_baseline as fit_baseline
     from focalseq.pipelines import builders
     from focalseq.tracking import report_metrics
 

@@ -27,13 +27,12 @@ are printed too, as a load-independent view of the overhead of distribution.
 import argparse
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from benchmarks import _throughput  # noqa: E402
+# A sibling module: `python benchmarks/<name>.py` puts this folder first on sys.path.
+import _throughput  # noqa: E402
 
 
 def in_memory(data, dims, net_kwargs, batch, epochs, lr) -> dict:
