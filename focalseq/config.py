@@ -44,6 +44,7 @@ CHOICES = {
     "train.encoder": ("mean", "cnn", "bilstm"),
     "train.loss": LOSS_NAMES,
     "output.predictions_format": ("parquet", "jsonl", "yedda"),
+    "output.mode": ("error", "overwrite"),
 }
 SPLITS = ("train", "validation", "test")
 URL_SCHEMES = ("file://", "hdfs://", "s3://", "s3a://", "gs://", "abfss://", "dbfs:/")
@@ -274,6 +275,10 @@ class SparkConfig(_Section):
 class OutputConfig(_Section):
     dir: Annotated[str, _check(_check_location)] = "runs/default"
     predictions_format: Annotated[str, _one_of("output.predictions_format")] = "parquet"
+    # An existing non-empty output directory: "error" refuses it, "overwrite" replaces it
+    # if focalseq wrote it (its marker file); a directory focalseq did not write is never
+    # replaced (focalseq.fileio.check_output_target).
+    mode: Annotated[str, _one_of("output.mode")] = "error"
 
 
 class Config(_Section):

@@ -17,6 +17,7 @@ b'hello'
 >>> exists(os.path.join(folder, "a", "missing"))
 False
 """
+import contextlib
 import os
 import posixpath
 import uuid
@@ -64,7 +65,147 @@ def exists(url: str) -> bool:
 
 def spark_url(fs, path: str) -> str:
     """A URL that readers outside fsspec (Spark, petastorm, pyarrow) understand."""
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    if protocol in ("file", "local"):
+    if _protocol(fs) in ("file", "local"):
         return "file://" + path  # fsspec's local paths are absolute already
     return fs.unstrip_protocol(path)
+
+
+def _protocol(fs) -> str:
+    return fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+
+
+# -- output directories: nothing deleted that focalseq did not write -------------------
+
+MARKER = "_FOCALSEQ_OUTPUT.json"
+"""The file that marks a directory as written by focalseq (Spark's readers skip `_` names)."""
+
+
+class OutputExistsError(ValueError):
+    """An output location focalseq may not write into; the message names it."""
+
+
+def is_empty_or_missing(url: str) -> bool:
+    """True if nothing is at `url`, or an empty directory; False for a file or a non-empty one."""
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return True
+    return fs.isdir(path) and not fs.ls(path, detail=False)
+
+
+def is_focalseq_output(url: str) -> bool:
+    """True if `url` is a directory holding focalseq's marker file."""
+    fs, path = filesystem(url)
+    return fs.isfile(posixpath.join(path, MARKER))
+
+
+def check_output_target(url: str, overwrite: bool = False) -> None:
+    """Raises unless an output may be written at `url`.
+
+    It may if nothing is there, or an empty directory, or (with `overwrite`) a directory
+    an earlier focalseq output left, recognised by its marker file.
+
+    Raises:
+        OutputExistsError: `url` is a file, a non-empty directory without `overwrite`, or a
+            non-empty directory that focalseq did not write (never replaced).
+    """
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return
+    if not fs.isdir(path):
+        raise OutputExistsError(f"output {url!r} is an existing file; focalseq writes a "
+                                "directory there and never replaces a file: name a new "
+                                "directory")
+    if not fs.ls(path, detail=False):
+        return
+    if not fs.isfile(posixpath.join(path, MARKER)):
+        raise OutputExistsError(
+            f"output directory {url!r} is not empty and was not written by focalseq (it has "
+            f"no {MARKER}); focalseq never deletes files it did not write, so neither "
+            "--overwrite nor output.mode: overwrite replaces it: name a new directory, or "
+            "empty or remove this one yourself")
+    if not overwrite:
+        raise OutputExistsError(
+            f"output directory {url!r} is not empty (an earlier focalseq output); pass "
+            "--overwrite (or set output.mode: overwrite) to replace it, or name a new "
+            "directory")
+
+
+def mark_output(url: str, written_by: dict) -> None:
+    """Writes the marker file into directory `url`: JSON of `written_by` plus the version."""
+    import datetime
+    import json
+
+    from focalseq import __version__
+
+    record = {"written_by": "focalseq", "version": __version__,
+              "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                  timespec="seconds"), **written_by}
+    write_bytes(posixpath.join(url, MARKER),
+                json.dumps(record, indent=1, sort_keys=True).encode("utf-8"))
+
+
+def sibling(url: str, kind: str) -> str:
+    """A new name beside `url`: `<url>.focalseq-<kind>-<random>` (a URL, as `url` is)."""
+    return f"{url.rstrip('/')}.focalseq-{kind}-{uuid.uuid4().hex[:12]}"
+
+
+def replace_directory(tmp: str, final: str, overwrite: bool = False) -> None:
+    """Moves the finished directory `tmp` to `final`, replacing only what focalseq wrote.
+
+    `final` is checked again (`check_output_target`), since it may have changed while
+    `tmp` was written. A previous output is first moved aside (to a sibling), then `tmp`
+    is moved in, then the old one is deleted; if the move in fails the old output is
+    put back. On filesystems with a real rename (local, HDFS) each move is one rename.
+
+    Raises:
+        OutputExistsError: see `check_output_target`; `tmp` is left as it is.
+    """
+    check_output_target(final, overwrite)
+    fs, final_path = filesystem(final)
+    _, tmp_path = filesystem(tmp)
+    old = None
+    if fs.exists(final_path):
+        if fs.ls(final_path, detail=False):
+            old = sibling(final_path, "old")
+            fs.mv(final_path, old, recursive=True)
+        elif _protocol(fs) in ("file", "local", "hdfs", "viewfs"):
+            # An empty directory is in the way of a rename there; object stores have
+            # no empty directories to remove (and rmdir of a bucket deletes it).
+            fs.rmdir(final_path)
+    try:
+        fs.mv(tmp_path, final_path, recursive=True)
+    except BaseException:
+        if old is not None and not fs.exists(final_path):
+            fs.mv(old, final_path, recursive=True)
+        raise
+    if old is not None:
+        fs.rm(old, recursive=True)
+
+
+@contextlib.contextmanager
+def output_directory(url: str, overwrite: bool = False, written_by: dict = None):
+    """Context for writing a whole output directory: nothing partial, nothing lost.
+
+    Checks `url` first (`check_output_target`), then yields a URL of a temporary sibling
+    (not yet created, so a Spark writer in its default error mode can create it) that
+    Spark, pyarrow and fsspec all understand. When the block ends normally the sibling
+    gets focalseq's marker and replaces `url` (`replace_directory`); when it raises, the
+    sibling is deleted and `url` is left as it was.
+
+    >>> import tempfile, os
+    >>> out = os.path.join(tempfile.mkdtemp(), "out")
+    >>> with output_directory(out, written_by={"command": "doctest"}) as tmp:
+    ...     write_bytes(tmp + "/a.txt", b"a")
+    >>> sorted(os.listdir(out))
+    ['_FOCALSEQ_OUTPUT.json', 'a.txt']
+    """
+    check_output_target(url, overwrite)
+    fs, path = filesystem(url)
+    tmp_path = sibling(path, "tmp")
+    try:
+        yield spark_url(fs, tmp_path)
+        mark_output(spark_url(fs, tmp_path), dict(written_by or {}))
+        replace_directory(spark_url(fs, tmp_path), url, overwrite)
+    finally:
+        if fs.exists(tmp_path):
+            fs.rm(tmp_path, recursive=True)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from focalseq.text.yedda import (AnnotationError, LabelMap, Line, Problem, count_nonempty_lines,
-                                 decode_bytes, format_yedda, parse_plain, parse_yedda)
+                                 decode_bytes, encode_document, format_yedda, parse_plain,
+                                 parse_yedda)
 
 
 def _pairs(lines):
@@ -301,14 +302,51 @@ def test_format_groups_runs_into_spans_and_keeps_inner_blank_lines():
 
 @pytest.mark.parametrize("entries,match", [
     ([("a\nb", "X")], "line break"),
-    ([("a [@ b", "X")], r"\[@"),
-    ([("a*]", None)], r"\*\]"),
     ([("a", "1bad")], "label"),
     ([("a", "")], "label"),
 ])
 def test_format_rejects_unrepresentable_entries(entries, match):
     with pytest.raises(ValueError, match=match):
         format_yedda(entries)
+
+
+# Issue 12: text holding '[@' made the writer raise halfway through a prediction output,
+# and unlabelled text holding '*]' too. Markup in text is now escaped and read back.
+
+def test_markup_in_text_is_escaped_and_read_back_exactly():
+    entries = [("see [@ here", "X"), ("a*] b", None), ("#Y*] and [\\@", "X"),
+               ("tail *\\] [@#Z*]", None)]
+    written = format_yedda(entries)
+    # Written by hand from the escape rule: one more backslash in '[' \* '@' and '*' \* ']'.
+    assert written == ("[@see [\\@ here#X*]\na*\\] b\n[@#Y*\\] and [\\\\@#X*]\n"
+                       "tail *\\\\] [\\@#Z*\\]\n")
+    lines, problems = parse_yedda(written)
+    assert problems == []
+    assert _pairs(lines) == entries
+
+
+def test_backslashes_that_escape_nothing_are_text():
+    lines, problems = parse_yedda("[@a \\ b [\\x @\\ *\\#X*]\n")
+    assert problems == [] and _pairs(lines) == [("a \\ b [\\x @\\ *\\", "X")]
+
+
+_ANY_TEXT = st.one_of(
+    st.text(st.characters(blacklist_characters="\n\r"), max_size=30),
+    st.lists(st.sampled_from(["[@", "*]", "[", "@", "*", "]", "\\", "#", "#A*]", "[\\@",
+                              "*\\]", "x", " ", "\t", "\ufeff", "\x0c"]),
+             max_size=12).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_ANY_TEXT, st.one_of(st.none(), _LABELS)), max_size=20))
+def test_any_text_round_trips_through_the_file_bytes(entries):
+    data = encode_document(format_yedda(entries))
+    text, replaced = decode_bytes(data)
+    lines, problems = parse_yedda(text)
+    kept = [(t.rstrip(), lab) for t, lab in entries if t.strip()]
+    assert replaced == 0
+    assert [p.code for p in problems] == ([] if kept else ["empty_file"])
+    assert _pairs(lines) == kept
 
 
 # -- labels --------------------------------------------------------------------------

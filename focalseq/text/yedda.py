@@ -15,6 +15,11 @@ Grammar, as read here:
   may therefore contain ``#``, ``[``, ``]``, ``*`` and even earlier ``#Label*]``
   sequences, but never ``[@``. Labels are returned verbatim.
 * Text between a closer and the next ``[@`` lies outside any span (label ``None``).
+* Escapes: ``[\\@`` in the file is a literal ``[@`` of the text and ``*\\]`` a literal
+  ``*]``; more generally ``[``, then n >= 1 backslashes, then ``@`` reads as ``[``,
+  n - 1 backslashes, ``@`` (and so for ``*`` ... ``]``). Escaped sequences neither open
+  nor close spans. :func:`format_yedda` writes them (:func:`escape_text`), so any text
+  reads back exactly; every other backslash is text.
 * A line made of text from several regions takes the label covering most of its
   non-space characters; ties go to the region that comes first on the line. A line
   holding only markup (``[@``, ``#Table*]``, ``[@#Page-header*]``) is still a
@@ -69,6 +74,9 @@ CLOSE = "*]"
 LABEL_PATTERN = r"[A-Za-z][A-Za-z0-9_ -]*"
 _LABEL_RE = re.compile(LABEL_PATTERN)
 _LABEL_CHARS_RE = re.compile(r"[A-Za-z0-9_ -]+")
+# '[' or '*', backslashes, then '@' or ']' (paired): written with one more backslash.
+_TO_ESCAPE_RE = re.compile(r"\[\\*@|\*\\*\]")
+_ESCAPED_RE = re.compile(r"\[\\+@|\*\\+\]")
 _BOM = b"\xef\xbb\xbf"
 _REPLACEMENT = "\ufffd"
 # Labels longer than this are not taken as the tail of a span missing its '*]'.
@@ -156,6 +164,40 @@ def decode_bytes(data: bytes) -> Tuple[str, int]:
     # EF BF BD always starts a fresh sequence, so each occurrence is one genuine U+FFFD.
     introduced = text.count(_REPLACEMENT) - data.count(_REPLACEMENT.encode("utf-8"))
     return _normalise_newlines(text), introduced
+
+
+def is_label(label) -> bool:
+    """True if `label` can close a YEDDA span (matches ``LABEL_PATTERN``)."""
+    return isinstance(label, str) and _LABEL_RE.fullmatch(label) is not None
+
+
+def escape_text(text: str) -> str:
+    r"""`text` with every ``[@`` and ``*]`` (and their escaped forms) escaped.
+
+    >>> print(escape_text(r"a [@ b *] c [\@"))
+    a [\@ b *\] c [\\@
+    >>> print(unescape_text(r"a [\@ b *\] c [\\@ d \ e"))
+    a [@ b *] c [\@ d \ e
+    """
+    if "@" not in text and "]" not in text:
+        return text
+    return _TO_ESCAPE_RE.sub(lambda m: m.group()[0] + "\\" + m.group()[1:], text)
+
+
+def unescape_text(text: str) -> str:
+    """The inverse of :func:`escape_text`: drops one backslash from each escape."""
+    if "\\" not in text:
+        return text
+    return _ESCAPED_RE.sub(lambda m: m.group()[0] + m.group()[2:], text)
+
+
+def encode_document(text: str) -> bytes:
+    """UTF-8 bytes that :func:`decode_bytes` reads back to `text`.
+
+    A text starting with U+FEFF gets a byte-order mark first, since readers drop one.
+    """
+    data = text.encode("utf-8")
+    return _BOM + data if data.startswith(_BOM) else data
 
 
 def count_nonempty_lines(text: str) -> int:
@@ -351,8 +393,11 @@ class _Scan:
         return 1
 
 
-def _build_lines(text: str, regions: Sequence[Tuple[int, int, Optional[str], bool]]
-                 ) -> List[Line]:
+def _build_lines(text: str, regions: Sequence[Tuple[int, int, Optional[str], bool]],
+                 unescape: bool = True) -> List[Line]:
+    # Escapes are undone per text region, so markup removed between two pieces never
+    # makes an escape that the file did not hold.
+    clean = unescape_text if unescape else str
     lines = []
     r = 0
     n_regions = len(regions)
@@ -368,7 +413,7 @@ def _build_lines(text: str, regions: Sequence[Tuple[int, int, Optional[str], boo
             r += 1
         r_start, r_end, label, is_text = regions[r]
         if is_text and r_start <= start and r_end >= end:
-            line_text = raw.rstrip()
+            line_text = clean(raw).rstrip()
         else:
             parts, counts, first = [], {}, _UNSET
             j = r
@@ -377,7 +422,7 @@ def _build_lines(text: str, regions: Sequence[Tuple[int, int, Optional[str], boo
                 if first is _UNSET:
                     first = lab
                 if is_text:
-                    piece = text[max(r_start, start):min(r_end, end)]
+                    piece = clean(text[max(r_start, start):min(r_end, end)])
                     parts.append(piece)
                     c = _nonspace(piece)
                     if c:
@@ -436,16 +481,18 @@ def parse_plain(text: str, path: str = "<string>") -> List[Line]:
         path: unused; kept for symmetry with :func:`parse_yedda`.
     """
     text = _normalise_newlines(text)
-    return _build_lines(text, [(0, len(text), None, True)]) if text else []
+    return _build_lines(text, [(0, len(text), None, True)], unescape=False) if text else []
 
 
 def format_yedda(lines: Iterable[Tuple[str, Optional[str]]]) -> str:
     """Writes ``(text, label)`` lines as YEDDA, one span per run of equal labels.
 
     ``parse_yedda(format_yedda(x))`` gives back every entry whose text is not blank, with
-    its text (trailing whitespace stripped) and label, and no problems. Blank entries are
-    written as empty lines: inside the span when both neighbouring entries share its
+    its text (trailing whitespace stripped) and label, and no problems, whatever the
+    text holds: ``[@`` and ``*]`` in it are escaped (:func:`escape_text`). Blank entries
+    are written as empty lines: inside the span when both neighbouring entries share its
     label, between spans otherwise. Label ``None`` writes the text outside any span.
+    Write the result with :func:`encode_document`.
 
     Args:
         lines: ``(text, label)`` pairs; text holds no line break.
@@ -454,21 +501,14 @@ def format_yedda(lines: Iterable[Tuple[str, Optional[str]]]) -> str:
         The document, ending with a newline unless empty.
 
     Raises:
-        ValueError: a text with a line break or ``[@``, an unlabelled text with ``*]``,
-            or a label not matching ``[A-Za-z][A-Za-z0-9_ -]*``.
+        ValueError: a text with a line break, or a label not matching
+            ``[A-Za-z][A-Za-z0-9_ -]*``.
     """
     entries = list(lines)
     for text, label in entries:
         if "\n" in text or "\r" in text:
             raise ValueError(f"format_yedda: text {text!r} contains a line break")
-        if OPEN in text:
-            raise ValueError(f"format_yedda: text {text!r} contains '[@', which would open "
-                             "a span")
-        if label is None:
-            if CLOSE in text:
-                raise ValueError(f"format_yedda: unlabelled text {text!r} contains '*]', "
-                                 "which would read as a closer")
-        elif not isinstance(label, str) or not _LABEL_RE.fullmatch(label):
+        if label is not None and not is_label(label):
             raise ValueError(f"format_yedda: label {label!r} must match {LABEL_PATTERN}")
     filled = [i for i, (text, _) in enumerate(entries) if text.strip()]
     out: List[str] = []
@@ -481,7 +521,8 @@ def format_yedda(lines: Iterable[Tuple[str, Optional[str]]]) -> str:
             h += 1
         first, last = filled[g], filled[h]
         out.extend("" for _ in range(prev, first))
-        block = [entries[i][0] if entries[i][0].strip() else "" for i in range(first, last + 1)]
+        block = [escape_text(entries[i][0]) if entries[i][0].strip() else ""
+                 for i in range(first, last + 1)]
         if label is not None:
             block[0] = OPEN + block[0]
             block[-1] = block[-1] + "#" + label + CLOSE
