@@ -307,8 +307,9 @@ class Config(_Section):
         return self.path("store")
 
     def path(self, *parts: str) -> str:
-        """A location under output.dir: absolute for local paths, untouched for URLs
-        (hdfs://, s3://, dbfs:/ ...) so that every executor resolves it the same way."""
+        """A location under output.dir as a URL (`join_path`): URLs (hdfs://, s3://,
+        dbfs:/ ...) as they are, a local output.dir as an absolute ``file://`` URL, so
+        every executor resolves it the same way."""
         return join_path(self.output.dir, *parts)
 
     def to_dict(self) -> dict:
@@ -575,9 +576,23 @@ def is_url(path: str) -> bool:
 
 
 def join_path(base: str, *parts: str) -> str:
-    if is_url(base):
-        return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
-    return os.path.join(os.path.abspath(base), *parts)
+    """`parts` under `base`, as a URL that names the same place on every host.
+
+    A URL is joined as it is. A local path becomes a ``file://`` URL of its absolute
+    form (fsspec's own normalisation, against this process's working directory): the
+    location goes to executors on other hosts, whose working directories differ, and
+    names the same folder there only as an absolute path on a shared filesystem.
+
+    >>> join_path("hdfs:///runs/a/", "model")
+    'hdfs:///runs/a/model'
+    >>> join_path("/data/runs/a", "windows", "_manifest.json")
+    'file:///data/runs/a/windows/_manifest.json'
+    """
+    if not is_url(base):
+        from fsspec.implementations.local import make_path_posix
+
+        base = "file://" + make_path_posix(base)
+    return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
 
 
 # The one instance every layer reads its defaults from (stage params, the Python API).

@@ -13,7 +13,7 @@ and a ``noise`` fraction of lines carries the text of another label while keepin
 true label, so only position and neighbours tell them apart.
 """
 import logging
-import os
+import posixpath
 import random
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -410,7 +410,7 @@ def generate_corpus(out_dir: str, n_docs: int = 40, lines_per_doc: int = 200,
     """Writes a synthetic YEDDA corpus, one article per file.
 
     Args:
-        out_dir: directory to write into (created if missing).
+        out_dir: directory or URL to write into (created if missing).
         n_docs: number of files, named ``doc_00000.txt.ann`` onwards.
         lines_per_doc: mean number of non-blank lines per document.
         ratio: relative line counts of Nomenclature, Description, Misc-exposition.
@@ -426,16 +426,17 @@ def generate_corpus(out_dir: str, n_docs: int = 40, lines_per_doc: int = 200,
         raise ValueError(f"n_docs: must be an int >= 0, got {n_docs!r}")
     if not 0.0 <= jitter < 1.0:
         raise ValueError(f"jitter: must be in [0, 1), got {jitter!r}")
-    os.makedirs(out_dir, exist_ok=True)
+    from focalseq import fileio
+
     paths = []
     for i in range(n_docs):
         rng = random.Random(seed * 1_000_003 + i)
         spread = int(lines_per_doc * jitter)
         n_lines = max(1, lines_per_doc + rng.randint(-spread, spread)) if lines_per_doc else 0
         lines = generate_document(rng, n_lines, ratio, noise, blank_lines=True)
-        path = os.path.join(out_dir, f"doc_{i:05d}.txt.ann")
-        with open(path, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(format_yedda(lines))
+        path = posixpath.join(out_dir, f"doc_{i:05d}.txt.ann")
+        # fsspec: out_dir may be a URL of the cluster's shared store.
+        fileio.write_bytes(path, format_yedda(lines).encode("utf-8"))
         paths.append(path)
     logger.info("wrote %d synthetic documents to %s", n_docs, out_dir)
     return paths

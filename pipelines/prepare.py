@@ -18,14 +18,14 @@ features) write them to ``_problems``; the manifest then holds a bounded sample.
 """
 import json
 import logging
-import os
-
+import posixpath
 from functools import partial
 
 from pyspark.sql import Observation
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from focalseq import fileio
 from focalseq.config import Config
 from focalseq.pipelines import builders
 from focalseq.stages.parse import (PROBLEM_CODES, arrow_batch_size, list_files,
@@ -58,11 +58,11 @@ def input_paths(cfg: Config) -> list:
     from focalseq.synthetic import generate_corpus
 
     s = cfg.data.synthetic
-    out = os.path.abspath(os.path.join(cfg.output.dir, "corpus"))
+    out = cfg.path("corpus")
     paths = generate_corpus(out, n_docs=s.n_docs, lines_per_doc=s.lines_per_doc,
                             ratio=tuple(s.ratio), noise=s.noise, seed=s.seed)
     logger.info("synthetic corpus: %d documents in %s", len(paths), out)
-    return [os.path.join(out, "*.ann")]
+    return [posixpath.join(out, "*.ann")]
 
 
 def parse_and_featurize(spark, cfg: Config, paths=None, fmt=None):
@@ -86,12 +86,14 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     Args:
         spark: the session.
         cfg: configuration (data, features, windows, labels).
-        out_dir: output folder; default ``<output.dir>/windows``. Overwritten.
+        out_dir: output folder, a local path or URL (kept as given: Spark and fsspec
+            both resolve a relative path against the driver's working directory);
+            default ``<output.dir>/windows`` (`Config.path`). Overwritten.
 
     Returns:
         The manifest, also written to ``<out_dir>/_manifest.json``.
     """
-    out_dir = os.path.abspath(out_dir or os.path.join(cfg.output.dir, "windows"))
+    out_dir = out_dir or cfg.path("windows")
     paths = input_paths(cfg)
     parser, featurizer = builders.parser(cfg), builders.featurizer(cfg)
     windower = builders.windower(cfg)
@@ -134,7 +136,7 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
         report["problem_samples"] = _write_problems(spark, cfg, paths, out_dir)
     manifest = {
         "windows_dir": out_dir,
-        "splits": {s: os.path.join(out_dir, f"split={s}") for s in window_counts},
+        "splits": {s: posixpath.join(out_dir, f"split={s}") for s in window_counts},
         "labels": list(cfg.labels), "focal_labels": list(cfg.focal_labels),
         "multi_label": cfg.multi_label,
         "label_counts": label_counts, "window_counts": window_counts,
@@ -146,20 +148,19 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
                    "row_group_bytes": cfg.windows.row_group_bytes},
         "report": report,
     }
-    with open(os.path.join(out_dir, MANIFEST), "w") as fh:
-        json.dump(manifest, fh, indent=1, sort_keys=True)
+    fileio.write_bytes(posixpath.join(out_dir, MANIFEST),
+                       json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
     logger.info("prepared %d lines of %d files (%d problems) into %s", report["lines_out"],
                 report["files"], report["problems"], out_dir)
     return manifest
 
 
 def load_manifest(out_dir: str) -> dict:
-    """The manifest `prepare` wrote into `out_dir`."""
-    path = os.path.join(out_dir, MANIFEST)
-    if not os.path.exists(path):
+    """The manifest `prepare` wrote into `out_dir` (a local path or URL)."""
+    path = posixpath.join(out_dir, MANIFEST)
+    if not fileio.exists(path):
         raise ValueError(f"{path}: no manifest; run `focalseq prepare` first")
-    with open(path) as fh:
-        return json.load(fh)
+    return json.loads(fileio.read_bytes(path).decode("utf-8"))
 
 
 def read_split(spark, manifest: dict, split: str):
@@ -227,7 +228,7 @@ def _write_problems(spark, cfg: Config, paths, out_dir: str) -> list:
     """Writes every problem record to _problems; returns a bounded sample of them."""
     files = list_files(spark, paths, recursive=cfg.data.recursive)
     _, problems = split_problems(builders.parser(cfg).transform(files))
-    path = os.path.join(out_dir, PROBLEMS_DIR)
+    path = posixpath.join(out_dir, PROBLEMS_DIR)
     problems.write.mode("overwrite").parquet(path)
     return [r.asDict() for r in spark.read.parquet(path).orderBy("doc_id", "line_no")
             .limit(MAX_PROBLEM_SAMPLES).collect()]

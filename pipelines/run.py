@@ -1,7 +1,8 @@
 """The whole flow in one MLflow run: prepare -> train -> evaluate -> report."""
 import logging
 
-from focalseq.config import Config, is_url
+from focalseq import fileio
+from focalseq.config import Config
 from focalseq.pipelines.evaluate import evaluate
 from focalseq.pipelines.prepare import prepare
 from focalseq.pipelines.train import train
@@ -37,10 +38,17 @@ def run_all(spark, cfg: Config) -> dict:
                 reports[split] = evaluate(spark, cfg, manifest, model, split)
         if cfg.mlflow.log_model or cfg.mlflow.register_model:
             log_inference_pipeline(spark, cfg, model)
-        elif not is_url(cfg.output.dir):  # remote stores keep the model where it is
-            mlflow.log_artifacts(cfg.path("model"), "model")
+        elif local_folder(cfg.path("model")):  # remote stores keep the model where it is
+            mlflow.log_artifacts(local_folder(cfg.path("model")), "model")
         return {"manifest": manifest, "model": model, "reports": reports,
                 "mlflow_run_id": active.info.run_id}
+
+
+def local_folder(url: str):
+    """The local path of `url` when its filesystem is this machine's, else None."""
+    fs, path = fileio.filesystem(url)
+    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+    return path if {"file", "local"} & set(protocols) else None
 
 
 def log_inference_pipeline(spark, cfg: Config, model):

@@ -13,6 +13,7 @@ stopped the workers, and the user's signal handlers are restored.
 """
 import json
 import logging
+import os
 import shutil
 import signal
 import threading
@@ -105,6 +106,29 @@ def _controller() -> dict:
     return {"use_gloo": True}
 
 
+NICS_CONF = "spark.focalseq.horovod.nics"
+NICS_ENV = "FOCALSEQ_HOROVOD_NICS"
+
+
+def horovod_nics():
+    """The network interfaces the ranks share, or None to let Horovod find them.
+
+    Read from the Spark conf key `spark.focalseq.horovod.nics`, else the environment
+    variable FOCALSEQ_HOROVOD_NICS: comma-separated interface names (e.g. ``eth0``).
+    Horovod left to itself may pick one every host has but that does not connect them
+    (``lo`` on hosts that are network namespaces of one machine, a docker bridge...).
+    """
+    from pyspark.sql import SparkSession
+
+    value = None
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        value = active.conf.get(NICS_CONF, None)
+    value = value or os.environ.get(NICS_ENV, "")
+    nics = {name.strip() for name in value.split(",") if name.strip()}
+    return nics or None
+
+
 def run_horovod(spec, num_proc, store, worker=None) -> dict:
     """Runs `worker(spec)` (default: `train_worker`) on `num_proc` ranks; rank 0's result.
 
@@ -124,7 +148,7 @@ def run_horovod(spec, num_proc, store, worker=None) -> dict:
     with ProgressTail(store, run_id, spec["focal_labels"] or spec["dims"]["labels"]):
         try:
             results = horovod.spark.run(worker, args=(spec,), num_proc=num_proc,
-                                        verbose=0, **_controller())
+                                        verbose=0, nics=horovod_nics(), **_controller())
         except Exception as exc:
             if _gloo_interrupted(handlers):
                 raise KeyboardInterrupt(f"training of run {run_id} interrupted; its workers "
