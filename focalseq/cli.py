@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--output", required=True, help="output directory")
             p.add_argument("--format", default=None, choices=["parquet", "jsonl", "yedda"])
             p.add_argument("--plain", action="store_true", help="inputs carry no annotations")
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace OUTPUT if an earlier focalseq output is there (a "
+                                "folder focalseq did not write is never replaced); same as "
+                                "output.mode: overwrite")
     return parser
 
 
@@ -46,9 +50,15 @@ def main(argv=None) -> int:
         for line in exc.errors:
             print(f"focalseq: configuration error: {line}", file=sys.stderr)
         return 2
+    from focalseq.fileio import OutputExistsError
     from focalseq.pipelines import commands
 
-    return getattr(commands, f"cmd_{args.command}")(cfg, args)
+    try:
+        return getattr(commands, f"cmd_{args.command}")(cfg, args)
+    except OutputExistsError as exc:
+        # A user's mistake, like a configuration error: said plainly, exit code 2.
+        print(f"focalseq: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _configure_logging(quiet: bool):

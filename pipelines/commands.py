@@ -65,10 +65,17 @@ def cmd_evaluate(cfg: Config, args) -> int:
 
 
 def cmd_predict(cfg: Config, args) -> int:
-    from focalseq.pipelines.predict import predict
+    from focalseq.fileio import check_output_target
+    from focalseq.pipelines.predict import check_yedda_labels, predict
 
-    n = predict(_spark(cfg), cfg, args.input, args.output,
-                fmt=args.format or cfg.output.predictions_format, plain=args.plain)
+    fmt = args.format or cfg.output.predictions_format
+    overwrite = bool(getattr(args, "overwrite", False)) or cfg.output.mode == "overwrite"
+    # Before Spark starts: a refused output costs the user no waiting.
+    check_output_target(args.output, overwrite)
+    if fmt == "yedda":
+        check_yedda_labels(cfg)
+    n = predict(_spark(cfg), cfg, args.input, args.output, fmt=fmt, plain=args.plain,
+                overwrite=overwrite)
     print(f"labelled {n} lines -> {args.output}")
     return 0
 
