@@ -17,7 +17,8 @@ from focalseq.stages.windows import Windower
 def parser(cfg: Config, fmt: str = None) -> YeddaParser:
     return YeddaParser(format=fmt or cfg.data.format, keepLabels=cfg.data.keep_labels,
                        defaultLabel=cfg.data.default_label, labelMap=cfg.data.label_map,
-                       strict=cfg.data.strict)
+                       strict=cfg.data.strict, labels=cfg.labels,
+                       multiLabel=cfg.multi_label)
 
 
 def featurizer(cfg: Config) -> LineFeaturizer:
@@ -71,10 +72,13 @@ def ensemble_of(estimator: BiLSTMEstimator, seeds) -> EnsembleEstimator:
 
 
 def load_model(spark, path: str):
-    """A saved BiLSTMModel or EnsembleModel (the class is read from its metadata)."""
+    """A saved BiLSTMModel or EnsembleModel (the class is read from its metadata).
+
+    Only classes focalseq writes are loaded (`persistence.check_saved`, before any import).
+    """
     from focalseq.stages.persistence import load_stage
 
-    return load_stage(path, spark.sparkContext)
+    return load_stage(path, spark.sparkContext, source=f"model {path!r}")
 
 
 def evaluator(cfg: Config, split: str = "test", log_to_mlflow: bool = True) -> PerLabelEvaluator:

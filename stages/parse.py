@@ -17,7 +17,10 @@ Problem codes: those of :mod:`focalseq.text.yedda` (``unterminated_span``,
 ``empty_file``), plus ``unreadable_file`` (line 0: the file vanished after listing, is
 a directory, a broken link, or reading failed; the job goes on without it) and
 ``invalid_utf8`` (at the line of the first bad byte sequence; the file is decoded with
-U+FFFD replacements and parsed as usual).
+U+FFFD replacements and parsed as usual), and ``unknown_label`` (a span's label, after
+`labelMap` and `keepLabels`, is not one of `labels`: one problem per run of such lines, at
+its first line; the lines are kept with `defaultLabel`, so they still count as lines out
+and training and evaluation never see a label outside `labels`).
 """
 import json
 import logging
@@ -53,8 +56,12 @@ LINE_SCHEMA = T.StructType([
 FORMATS = ("yedda", "plain")
 UNREADABLE = "unreadable_file"
 INVALID_UTF8 = "invalid_utf8"
+UNKNOWN_LABEL = "unknown_label"
 PROBLEM_CODES = ("unterminated_span", "missing_close", "empty_label", "bad_label",
-                 "nested_span", "stray_close", "empty_file", UNREADABLE, INVALID_UTF8)
+                 "nested_span", "stray_close", "empty_file", UNREADABLE, INVALID_UTF8,
+                 UNKNOWN_LABEL)
+# Separator of a multi-label set, as the Windower's labelSeparator default.
+LABEL_SEPARATOR = "|"
 
 
 def list_files(spark: SparkSession, paths, recursive: bool = False,
@@ -140,13 +147,21 @@ class _YeddaParserParams(Params):
     strict = Param(Params._dummy(), "strict",
                    "fail on the first problem (naming file and line) instead of reporting it",
                    typeConverter=TypeConverters.toBoolean)
+    labels = Param(Params._dummy(), "labels",
+                   "the valid labels: a mapped label outside them is an unknown_label "
+                   "problem and the line gets defaultLabel (empty list: every label valid)",
+                   typeConverter=TypeConverters.toListString)
+    multiLabel = Param(Params._dummy(), "multiLabel",
+                       f"labels may be '{LABEL_SEPARATOR}'-separated sets of `labels`",
+                       typeConverter=TypeConverters.toBoolean)
 
     def __init__(self, *args):
         super().__init__(*args)
         data = DEFAULTS.data
         self._setDefault(pathCol="path", format=data.format, keepLabels=list(data.keep_labels),
                          defaultLabel=data.default_label,
-                         labelMap=json.dumps(data.label_map, sort_keys=True), strict=data.strict)
+                         labelMap=json.dumps(data.label_map, sort_keys=True), strict=data.strict,
+                         labels=[], multiLabel=DEFAULTS.multi_label)
 
     def getPathCol(self):
         return self.getOrDefault(self.pathCol)
@@ -166,33 +181,57 @@ class _YeddaParserParams(Params):
     def getStrict(self):
         return self.getOrDefault(self.strict)
 
+    def getLabels(self):
+        return self.getOrDefault(self.labels)
+
+    def getMultiLabel(self):
+        return self.getOrDefault(self.multiLabel)
+
 
 class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, DefaultParamsWritable):
     """Parses YEDDA-annotated (`[@text#Label*]`) or plain files into one row per line.
 
     Output columns: `LINE_SCHEMA`. `label` is the raw label mapped by `labelMap`, then
     `keepLabels`/`defaultLabel` (text outside spans gets `defaultLabel`); with format
-    "plain" `label` and `raw_label` are null. Rows of one file are contiguous, in line
+    "plain" `label` and `raw_label` are null. With `labels` set, a mapped label outside
+    them is reported (``unknown_label``, file and line) and replaced by `defaultLabel`,
+    or fails the task with `strict`. Rows of one file are contiguous, in line
     order, in one partition (`Windower` relies on it). Arguments left None take their
     defaults from `focalseq.config.DEFAULTS` (`data`).
 
+    The third span lacks its ``*``: its text is kept, with the default label, and the
+    problem is reported with its line.
+
+    >>> import os
+    >>> doc = os.path.join(temp_path, "doc.ann")
+    >>> with open(doc, "w") as f:
+    ...     _ = f.write("[@Agaricus campestris L.#Nomenclature*]\\nSpores 5-8 um.\\n"
+    ...                 "[@Pileus white#Description]\\n")
     >>> parser = YeddaParser(keepLabels=["Nomenclature", "Description"])
-    >>> parser.save(path); YeddaParser.load(path).getKeepLabels()  # doctest: +SKIP
-    ['Nomenclature', 'Description']
-    >>> lines, problems = split_problems(parser.transform(list_files(spark, "vol*/*.ann")))
-    ... # doctest: +SKIP
+    >>> lines, problems = split_problems(parser.transform(list_files(spark, doc)))
+    >>> for r in lines.orderBy("line_idx").collect():
+    ...     print(r.line_idx, r.label, r.text)
+    0 Nomenclature Agaricus campestris L.
+    1 Misc-exposition Spores 5-8 um.
+    2 Misc-exposition Pileus white
+    >>> [(r.line_no, r.problem.split(":")[0], r.lines_dropped) for r in problems.collect()]
+    [(3, 'missing_close', 0)]
+    >>> parser.save(os.path.join(temp_path, "parser"))
+    >>> loaded = YeddaParser.load(os.path.join(temp_path, "parser"))
+    >>> loaded.uid == parser.uid, loaded.getKeepLabels()
+    (True, ['Nomenclature', 'Description'])
     """
 
     @keyword_only
     def __init__(self, *, pathCol="path", format=None, keepLabels=None, defaultLabel=None,
-                 labelMap=None, strict=None):
+                 labelMap=None, strict=None, labels=None, multiLabel=None):
         super().__init__()
         kwargs = self._input_kwargs
         self.setParams(**kwargs)
 
     @keyword_only
     def setParams(self, *, pathCol="path", format=None, keepLabels=None, defaultLabel=None,
-                  labelMap=None, strict=None):
+                  labelMap=None, strict=None, labels=None, multiLabel=None):
         """Sets params by keyword (labelMap as a dict or a JSON string); returns self."""
         kwargs = dict(self._input_kwargs)
         if kwargs.get("labelMap") is not None and not isinstance(kwargs["labelMap"], str):
@@ -237,6 +276,8 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
                           "default": self.getDefaultLabel(),
                           "explicit": self.getLabelMap() or None},
             "strict": self.getStrict(),
+            "labels": list(self.getLabels()) or None,
+            "multi_label": self.getMultiLabel(),
             "batch_lines": batch_lines if batch_lines > 0 else 10000,
         }
         return partial(_parse_partition, spec=spec)
@@ -260,6 +301,12 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
 
     def setPathCol(self, value):
         return self._set(pathCol=value)
+
+    def setLabels(self, value):
+        return self._set(labels=value)
+
+    def setMultiLabel(self, value):
+        return self._set(multiLabel=value)
 
 
 def arrow_batch_size(df: DataFrame) -> int:
@@ -373,6 +420,8 @@ def _parse_partition(batches, spec):
 
     lighten_task_setup()
     label_map = _LabelMemo(LabelMap(**spec["label_map"]))
+    valid = None if spec.get("labels") is None else _ValidLabels(
+        spec["labels"], spec["label_map"]["default"], spec.get("multi_label", False))
     plain = spec["format"] == "plain"
     strict = spec["strict"]
     out = _Batch()
@@ -406,6 +455,11 @@ def _parse_partition(batches, spec):
             for p in problems:
                 out.problem(path, p.line_no, p.reason, p.lines_dropped)
             labels = [None] * len(lines) if plain else [label_map[x.label] for x in lines]
+            if valid is not None and not plain:
+                for line_no, reason in valid.replace_unknown(lines, labels):
+                    if strict:
+                        raise AnnotationError(f"{path}: line {line_no}: {reason}")
+                    out.problem(path, line_no, reason)
             out.lines(path, lines, labels)
             if out.n >= spec["batch_lines"]:
                 yield out.record_batch()
@@ -424,6 +478,48 @@ class _LabelMemo(dict):
     def __missing__(self, raw):
         value = self[raw] = self.label_map.map(raw)
         return value
+
+
+class _ValidLabels:
+    """Finds mapped labels outside the valid ones; memoised per distinct label."""
+
+    def __init__(self, labels, default, multi_label):
+        self.labels = list(labels)
+        self.default = default
+        self.multi_label = multi_label
+        self._valid = set(labels)
+        self._known = {default: True, None: True}
+
+    def is_valid(self, label) -> bool:
+        known = self._known.get(label)
+        if known is None:
+            parts = label.split(LABEL_SEPARATOR) if self.multi_label else [label]
+            known = self._known[label] = all(p in self._valid for p in parts)
+        return known
+
+    def replace_unknown(self, lines, labels):
+        """Sets `labels[i]` to the default where it is not valid, in place; returns
+        (line_no, reason) of each run of consecutive lines with one unknown raw label."""
+        found = []
+        i, n = 0, len(labels)
+        while i < n:
+            if self.is_valid(labels[i]):
+                i += 1
+                continue
+            j, raw, mapped = i, lines[i].label, labels[i]
+            while j < n and lines[j].label == raw and labels[j] == mapped:
+                labels[j] = self.default
+                j += 1
+            where = (f"line {lines[i].line_no}" if j - i == 1 else
+                     f"{j - i} lines, {lines[i].line_no}-{lines[j - 1].line_no}")
+            mapped_note = "" if mapped == raw else f" (mapped to {mapped!r})"
+            found.append((lines[i].line_no,
+                          f"{UNKNOWN_LABEL}: label {raw!r}{mapped_note} is not one of the "
+                          f"labels {self.labels} ({where}); the lines get {self.default!r}; "
+                          "add it to labels, or map it with data.label_map or "
+                          "data.keep_labels"))
+            i = j
+        return found
 
 
 def _empty_file(path):
