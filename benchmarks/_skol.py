@@ -17,6 +17,60 @@ DEFAULT_RUN_DIR = os.path.join(REPO, "runs", "quality")
 VOLUMES = ("Mycotaxon/Vol054", "Mycotaxon/Vol055", "Mycotaxon/Vol056", "Mycotaxon/Vol057",
            "Mycotaxon/Vol058", "Mycotaxon/Vol117", "Persoonia/Vol016")
 
+# Folds of the generalization benchmark (issue 14): fold name -> data.split.patterns, a
+# list of [split, regex] pairs over file paths, the first match wins and files matching
+# none are left out. Validation always comes from the training side (never the test
+# volume or journal): it chooses the baseline's L2 strength and the networks' offsets.
+_MYCOTAXON = ("Vol054", "Vol055", "Vol056", "Vol057", "Vol058", "Vol117")
+# Each left-out volume is validated by a neighbouring one.
+_LOVO_VALIDATION = {"Vol054": "Vol055", "Vol055": "Vol056", "Vol056": "Vol057",
+                    "Vol057": "Vol058", "Vol058": "Vol057", "Vol117": "Vol058"}
+FOLDS = {
+    # Today's split (conf/skol.yaml): the figures of docs/results.md so far.
+    "vol117": [["test", "/Vol117/"], ["validation", "/Persoonia/Vol016/n4"], ["train", ".*"]],
+    # Leave one journal out: train on one journal, test on the other.
+    "lojo-mycotaxon-to-persoonia": [["test", "/Persoonia/"],
+                                    ["validation", "/Mycotaxon/Vol058/"],
+                                    ["train", "/Mycotaxon/"]],
+    "lojo-persoonia-to-mycotaxon": [["test", "/Mycotaxon/"],
+                                    ["validation", "/Persoonia/Vol016/n4"],
+                                    ["train", "/Persoonia/"]],
+    # Leave one volume out: Persoonia trains too, as in today's split.
+    **{f"lovo-{vol}": [["test", f"/Mycotaxon/{vol}/"],
+                       ["validation", f"/Mycotaxon/{_LOVO_VALIDATION[vol]}/"],
+                       ["train", ".*"]] for vol in _MYCOTAXON},
+}
+FOLD_GROUPS = {
+    "vol117": ["vol117"],
+    "lojo": [f for f in FOLDS if f.startswith("lojo-")],
+    "lovo": [f for f in FOLDS if f.startswith("lovo-")],
+    "all": list(FOLDS),
+}
+
+
+def fold_names(spec: str) -> list:
+    """Fold names of a comma-separated list of groups (vol117, lojo, lovo, all) and folds."""
+    out = []
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        if part in FOLD_GROUPS:
+            out += FOLD_GROUPS[part]
+        elif part in FOLDS:
+            out.append(part)
+        else:
+            raise ValueError(f"unknown fold or group {part!r}; valid groups: "
+                             f"{', '.join(FOLD_GROUPS)}; folds: {', '.join(FOLDS)}")
+    return list(dict.fromkeys(out))
+
+
+def fold_group(fold: str) -> str:
+    """The group a fold's figures are averaged in: vol117, lojo or lovo."""
+    return fold.split("-", 1)[0]
+
+
+def split_override(fold: str) -> str:
+    """The --set override that gives the config the split of `fold`."""
+    return f"data.split.patterns={json.dumps(FOLDS[fold])}"
+
 
 def corpus_dir(path: str) -> str:
     """The corpus root as an absolute path; exits with a plain message when it is missing."""
@@ -59,8 +113,8 @@ def prepared_windows(spark, cfg, cache_dir: str) -> dict:
     return prepare(spark, cfg, out)
 
 
-def split_lines(spark, cfg):
-    """Parsed lines with their split (no features): the input of the logistic baseline."""
+def corpus_lines(spark, cfg):
+    """Every parsed line of the corpus, no split (no features): the logistic baseline's input."""
     from pyspark.sql import functions as F
 
     from focalseq.pipelines import builders
@@ -68,8 +122,14 @@ def split_lines(spark, cfg):
 
     parsed = builders.parser(cfg).transform(
         list_files(spark, cfg.data.paths, recursive=cfg.data.recursive))
-    parsed = builders.splitter(cfg).transform(parsed)
     return parsed.filter(F.col("problem").isNull()).drop("problem", "lines_dropped")
+
+
+def split_lines(spark, cfg):
+    """Parsed lines with the split of `cfg` (lines of files no pattern matches are dropped)."""
+    from focalseq.pipelines import builders
+
+    return builders.splitter(cfg).transform(corpus_lines(spark, cfg))
 
 
 def with_train(cfg, **changes):
