@@ -17,16 +17,25 @@ a BiLSTMModel, an EnsembleModel, a ThresholdModel) can be stored and loaded back
 - redis: the saved directory as one gzip'd tar under `redis_key` (Redis strings hold up
   to 512 MB); loading unpacks it into a temporary directory and loads from there.
 
+Loading trusts nothing it did not write: before anything is imported, every class the
+saved metadata names (the root stage's and every nested stage's) must be a focalseq
+stage or one of the few Spark ML classes a focalseq pipeline uses
+(`focalseq.stages.persistence.check_saved`); an archive from Redis may only hold plain
+files under `model/`. Every load error names where the model came from (the path, the
+Redis key, the model URI) and what was expected.
+
 Saving and loading through a temporary directory happen on the driver; on a cluster
 whose executors cannot see the driver's disk, give `tmp_dir` a shared URL (e.g. an
 hdfs:// or dbfs:/ directory).
 """
+import gzip
 import io
 import logging
 import posixpath
 import tarfile
 import tempfile
 import uuid
+import zlib
 
 from focalseq import fileio
 from focalseq.stages.persistence import load_stage
@@ -88,22 +97,63 @@ def load_model(storage: str = "disk", *, path: str = None, redis_client=None,
         redis_client, redis_key: redis: where the model is.
         model_uri: mlflow: e.g. `runs:/<run>/model` or `models:/<name>@<alias>`; default:
             the newest run of the current experiment with a model at `artifact_path`.
-        tmp_dir: redis: where the archive is unpacked (default: local temp).
+        tmp_dir: redis and mlflow: where the model is unpacked or copied before loading
+            (default: local temp).
+
+    Raises:
+        ValueError: naming the path, key or model URI: nothing there, not a focalseq
+            model, or a class that focalseq does not load.
     """
     _check_storage(storage)
     if storage == "disk":
         if not path:
             raise ValueError("load_model(storage='disk') needs path, the saved directory")
-        return load_stage(path)
+        return load_stage(path, source=f"path {path!r}")
     if storage == "redis":
         _check_redis(redis_client, redis_key)
         data = redis_client.get(redis_key)
         if data is None:
             raise ValueError(f"load_model: redis key {redis_key!r} does not exist")
-        return model_from_bytes(data, tmp_dir)
-    import mlflow
+        return model_from_bytes(data, tmp_dir, source=f"redis key {redis_key!r}")
+    return _load_mlflow(model_uri or path or _latest_model_uri(artifact_path), tmp_dir)
 
-    return mlflow.spark.load_model(model_uri or path or _latest_model_uri(artifact_path))
+
+def _load_mlflow(model_uri: str, tmp_dir: str = None):
+    """Loads a Spark-flavor MLflow model as `mlflow.spark.load_model` would, checked first.
+
+    MLflow's loader would add the flavor's code paths to sys.path and import the class the
+    metadata names; here the artifacts are downloaded, checked, and loaded by
+    `load_stage`, and the flavor's code paths are never used.
+    """
+    import mlflow
+    import yaml
+
+    source = f"MLflow model {model_uri!r}"
+    with _scratch(None) as local:
+        try:
+            folder = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=local)
+        except Exception as exc:  # MlflowException, OSError, ... all mean "nothing there"
+            raise ValueError(f"{source}: cannot download it ({exc}); expected a model URI "
+                             "such as 'runs:/<run>/model' or 'models:/<name>@<alias>'") from exc
+        try:
+            with open(posixpath.join(folder, "MLmodel"), encoding="utf-8") as fh:
+                flavor = (yaml.safe_load(fh) or {}).get("flavors", {}).get("spark") or {}
+        except (OSError, yaml.YAMLError, AttributeError) as exc:
+            raise ValueError(f"{source}: no readable MLmodel file ({exc}); expected a model "
+                             "logged with the MLflow Spark flavor") from exc
+        data = flavor.get("model_data")
+        if not isinstance(data, str) or not data or "/" in data or data.startswith("."):
+            raise ValueError(f"{source}: its MLmodel has no Spark flavor with a model_data "
+                             f"folder (got {data!r}); expected a model logged by "
+                             "focalseq.tracking.log_pipeline_model")
+        saved = posixpath.join(folder, data)
+        if not tmp_dir:
+            return load_stage(saved, source=source)
+        # Executors may not see the driver's disk: load from the shared tmp_dir.
+        with _scratch(tmp_dir) as shared:
+            fs, root = fileio.filesystem(shared)
+            fs.put(saved, root, recursive=True)
+            return load_stage(shared, source=source)
 
 
 def _latest_model_uri(artifact_path: str) -> str:
@@ -169,21 +219,42 @@ def model_to_bytes(model, tmp_dir: str = None) -> bytes:
     return buffer.getvalue()
 
 
-def model_from_bytes(data: bytes, tmp_dir: str = None):
-    """Loads a model packed by `model_to_bytes`."""
+def model_from_bytes(data: bytes, tmp_dir: str = None, source: str = "model archive"):
+    """Loads a model packed by `model_to_bytes`.
+
+    Args:
+        data: the archive's bytes.
+        tmp_dir: where it is unpacked (default: local temp).
+        source: how errors name the archive (e.g. "redis key 'rnn'").
+
+    Raises:
+        ValueError: naming `source`: not a gzip'd tar (garbage, truncated), an entry that
+            is not a plain file under model/, or a saved model focalseq does not load.
+    """
     with _scratch(tmp_dir) as folder:
         fs, root = fileio.filesystem(folder)
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            for member in tar.getmembers():
-                parts = member.name.split("/")
-                if not member.isfile() or parts[0] != _ARCHIVE_ROOT or ".." in parts:
-                    raise ValueError(f"model archive: unexpected entry {member.name!r}; "
-                                     "expected files under model/")
-                target = posixpath.join(root, member.name)
-                fs.makedirs(posixpath.dirname(target), exist_ok=True)
-                fs.pipe_file(target, tar.extractfile(member).read())
+        try:
+            _unpack(data, fs, root, source)
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise ValueError(f"{source}: not a focalseq model archive ({type(exc).__name__}: "
+                             f"{exc or 'no detail'}); expected the gzip'd tar that "
+                             "save_model(storage='redis') writes") from exc
         # Every focalseq stage reads its files while loading, so the folder can go.
-        return load_stage(posixpath.join(folder, _ARCHIVE_ROOT))
+        return load_stage(posixpath.join(folder, _ARCHIVE_ROOT), source=source)
+
+
+def _unpack(data, fs, root, source) -> None:
+    # The whole gzip stream first: its end marker and CRC catch a truncated value, which
+    # tarfile alone may read without complaint.
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data)), mode="r:") as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if not member.isfile() or parts[0] != _ARCHIVE_ROOT or ".." in parts:
+                raise ValueError(f"{source}: unexpected archive entry {member.name!r}; "
+                                 "expected plain files under model/")
+            target = posixpath.join(root, member.name)
+            fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            fs.pipe_file(target, tar.extractfile(member).read())
 
 
 class _scratch:
