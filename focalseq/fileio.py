@@ -9,6 +9,10 @@ where one exists (Databricks), as Databricks' own Python does.
 Writes are atomic: the bytes go to a temporary sibling that is then renamed, so a
 reader never sees half a file.
 
+Output directories are never destroyed: `output_directory` writes a whole output into a
+temporary sibling, marks it with `MARKER`, and swaps it in; a non-empty directory is
+replaced only with `overwrite` and only if it carries the marker (docs/safety.md).
+
 >>> import tempfile, os
 >>> folder = tempfile.mkdtemp()
 >>> write_bytes(os.path.join(folder, "a", "b.txt"), b"hello")
@@ -128,6 +132,31 @@ def check_output_target(url: str, overwrite: bool = False) -> None:
             f"output directory {url!r} is not empty (an earlier focalseq output); pass "
             "--overwrite (or set output.mode: overwrite) to replace it, or name a new "
             "directory")
+
+
+def check_own_folder(url: str, legacy=()) -> None:
+    """Raises unless `url` is missing, empty, or a folder focalseq wrote.
+
+    For the run's own folders (under ``output.dir``), which a run replaces without
+    being asked: a folder holding focalseq's marker, or one of the `legacy` files an
+    older focalseq left there (e.g. ``_manifest.json``), is the run's.
+
+    Raises:
+        OutputExistsError: `url` is a file, or a non-empty folder focalseq did not write.
+    """
+    fs, path = filesystem(url)
+    if not fs.exists(path):
+        return
+    if not fs.isdir(path):
+        raise OutputExistsError(f"{url!r} is an existing file; focalseq writes a folder "
+                                "there and never replaces a file: move it or change "
+                                "output.dir")
+    if not fs.ls(path, detail=False) or any(
+            fs.isfile(posixpath.join(path, name)) for name in (MARKER, *legacy)):
+        return
+    raise OutputExistsError(f"folder {url!r} is not empty and was not written by focalseq "
+                            f"(it has no {MARKER}); focalseq never deletes files it did not "
+                            "write: move them, or change output.dir")
 
 
 def mark_output(url: str, written_by: dict) -> None:

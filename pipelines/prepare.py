@@ -88,12 +88,16 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
         cfg: configuration (data, features, windows, labels).
         out_dir: output folder, a local path or URL (kept as given: Spark and fsspec
             both resolve a relative path against the driver's working directory);
-            default ``<output.dir>/windows`` (`Config.path`). Overwritten.
+            default ``<output.dir>/windows`` (`Config.path`). Replaced if focalseq
+            wrote it (its marker or manifest); a non-empty folder it did not write is
+            refused (`focalseq.fileio.OutputExistsError`).
 
     Returns:
         The manifest, also written to ``<out_dir>/_manifest.json``.
     """
     out_dir = out_dir or cfg.path("windows")
+    # The folder is replaced below: only if it is ours (issue 12).
+    fileio.check_own_folder(out_dir, legacy=(MANIFEST,))
     paths = input_paths(cfg)
     parser, featurizer = builders.parser(cfg), builders.featurizer(cfg)
     windower = builders.windower(cfg)
@@ -117,6 +121,7 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     (windows.write.mode("overwrite").partitionBy("split")
      .option("parquet.block.size", str(cfg.windows.row_group_bytes))
      .parquet(out_dir))
+    fileio.mark_output(out_dir, {"command": "prepare"})
 
     split_row = obs_split.get
     report = _parse_report(obs_parse.get, obs_files.get["files"])

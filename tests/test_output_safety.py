@@ -273,3 +273,16 @@ def test_two_inputs_with_one_output_name_are_refused_before_writing():
     # Paths that differ only by an empty part ('//') would share a name.
     with pytest.raises(ValueError, match="'hdfs://n/a/x' and 'hdfs://n//a/x'"):
         yedda_names(["hdfs://n/a/x", "hdfs://n//a/x"])
+
+
+@pytest.mark.spark
+def test_prepare_refuses_a_windows_folder_focalseq_did_not_write(spark, tmp_path):
+    from focalseq.config import load_config
+    from focalseq.pipelines.prepare import prepare
+
+    folder = _user_folder(tmp_path)
+    before = _tree(folder)
+    cfg = load_config(None, [f"output.dir={tmp_path / 'run'}"])
+    with pytest.raises(OutputExistsError, match="not written by focalseq"):
+        prepare(spark, cfg, folder)
+    assert _tree(folder) == before
