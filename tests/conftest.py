@@ -1,8 +1,19 @@
-"""Shared fixtures: one local Spark session for the whole run."""
+"""Shared fixtures: one local Spark session for the whole run, and the fixture modules
+of this folder registered as plugins.
+
+The plugins: `trained_models` (`trained`, the tiny ensemble trained once per session, and
+`pipeline_output`), `redis_server` (`redis_server`, `redis_client`) and `mlflow_store`.
+Pytest puts this folder on sys.path before importing this file (its default "prepend"
+import mode; tests/ is not a package), which is how these modules and the Horovod worker
+modules import by their plain names. Importing a plugin costs nothing: its fixtures only
+run when a test asks for them.
+"""
 import os
 import sys
 
 import pytest
+
+pytest_plugins = ["trained_models", "redis_server", "mlflow_store", "cluster_fixture"]
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

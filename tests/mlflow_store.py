@@ -1,7 +1,7 @@
 """An MLflow tracking store of its own for a test: SQLite and artifacts under tmp_path.
 
-    sys.path.insert(0, os.path.dirname(__file__))
-    from mlflow_store import mlflow_store  # noqa: F401
+tests/conftest.py registers this module as a plugin, so tests ask for `mlflow_store`
+without importing it.
 """
 import pytest
 

@@ -1,9 +1,7 @@
 """A real redis-server for tests: started on a free loopback port in a temporary folder.
 
-Import the fixtures into a test module:
-
-    sys.path.insert(0, os.path.dirname(__file__))
-    from redis_server import redis_client, redis_server  # noqa: F401
+tests/conftest.py registers this module as a plugin: every test module can ask for
+`redis_server` (one per test module) and `redis_client` without importing them.
 
 Tests skip only when the `redis-server` binary is missing (scripts/setup_env.sh installs
 it from the system packages); a server that does not come up fails the test.

@@ -1,13 +1,9 @@
 """The familiar Python API: each loss choice and storage choice, and the documented rules."""
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from redis_server import redis_client, redis_server  # noqa: E402,F401
-
-from focalseq import FocalSeqClassifier, SkolClassifierV2  # noqa: E402
+from focalseq import FocalSeqClassifier, SkolClassifierV2
 
 LABELS = ["Nomenclature", "Description", "Misc-exposition"]
 

@@ -1,16 +1,12 @@
 """Ensembles: K members trained with real Horovod jobs, probabilities averaged per line."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
 from focalseq.stages.bilstm import BiLSTMEstimator, BiLSTMModel
 from focalseq.stages.ensemble import EnsembleEstimator, EnsembleModel
-
-sys.path.insert(0, os.path.dirname(__file__))
-from trained_models import trained  # noqa: E402,F401
 
 LABELS = ["Nomenclature", "Description", "Misc-exposition"]
 

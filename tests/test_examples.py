@@ -5,8 +5,6 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from redis_server import redis_server  # noqa: E402,F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

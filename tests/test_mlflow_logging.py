@@ -1,7 +1,6 @@
 """What the evaluator, the tuner and log_stage_params leave in a real MLflow store."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -10,9 +9,6 @@ from sklearn.metrics import average_precision_score, f1_score
 from focalseq.stages.evaluation import PerLabelEvaluator
 from focalseq.stages.thresholds import ThresholdTuner
 from focalseq.tracking import log_stage_params, metric_key
-
-sys.path.insert(0, os.path.dirname(__file__))
-from mlflow_store import mlflow_store  # noqa: E402,F401
 
 LABELS = ["Nomenclature", "Description", "Misc-exposition"]
 FOCAL = ["Nomenclature", "Description"]

@@ -2,13 +2,10 @@
 example, registered under an alias, loaded back and predicting as the original."""
 import collections
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-from mlflow_store import mlflow_store  # noqa: E402,F401
-from trained_models import pipeline_lines, pipeline_output, trained  # noqa: E402,F401
+from trained_models import pipeline_lines
 
 
 @pytest.mark.slow

@@ -1,12 +1,8 @@
 """One-collective gradient averaging equals Horovod's allreduce/allgather average."""
-import os
-import sys
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))
-import horovod_packed_worker as worker  # noqa: E402
+import horovod_packed_worker as worker
 
 
 def _expected():
@@ -63,9 +59,9 @@ def test_two_horovod_ranks_get_horovods_average(monkeypatch):
     import cloudpickle
     from horovod.runner import run
 
+    # Workers unpickle the worker functions by value (tests/ is not on their path) and
+    # import the installed focalseq.
     cloudpickle.register_pickle_by_value(worker)
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("HOROVOD_STALL_CHECK_TIME_SECONDS", "5")
     monkeypatch.setenv("HOROVOD_STALL_SHUTDOWN_TIME_SECONDS", "20")
     results = run(worker.packed_rank, np=2, use_gloo=True)

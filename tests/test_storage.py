@@ -1,16 +1,12 @@
 """Model storage on disk, in MLflow and in a real redis-server: load and predict the same."""
 import os
-import sys
 
 import pytest
 from pyspark.ml import PipelineModel
 
 from focalseq import storage
 
-sys.path.insert(0, os.path.dirname(__file__))
-from mlflow_store import mlflow_store  # noqa: E402,F401
-from redis_server import redis_client, redis_server  # noqa: E402,F401
-from trained_models import pipeline_lines, pipeline_output, trained  # noqa: E402,F401
+from trained_models import pipeline_lines
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,5 @@
 """Threshold tuning on probabilities built to need it, checked with numpy and sklearn."""
 import json
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -10,9 +8,6 @@ from sklearn.metrics import f1_score
 
 from focalseq.stages.bilstm import BiLSTMModel
 from focalseq.stages.thresholds import ThresholdModel, ThresholdTuner
-
-sys.path.insert(0, os.path.dirname(__file__))
-from trained_models import trained  # noqa: E402,F401
 
 LABELS = ["Nomenclature", "Description", "Misc-exposition"]
 SCHEMA = "split string, label string, probability array<double>"

@@ -6,14 +6,13 @@ EnsembleEstimator trains its two members with real 2-process Horovod jobs (2 epo
 16-unit network). The result is built once per pytest session, however many modules
 ask for it, because training dominates the time of these tests.
 
-    sys.path.insert(0, os.path.dirname(__file__))
-    from trained_models import trained  # noqa: F401
+tests/conftest.py registers this module as a plugin, so its fixtures (`trained`,
+`pipeline_output`) reach every test module without an import; importing a fixture into a
+module would define it again there, and a session fixture defined twice is built twice.
 """
 import os
 
 import pytest
-
-_KEY = pytest.StashKey[dict]()
 
 
 def _train(spark, folder) -> dict:
@@ -46,16 +45,12 @@ def _train(spark, folder) -> dict:
             "pipeline": inference_pipeline(cfg, model), "files": files}
 
 
-@pytest.fixture
-def trained(request, spark, tmp_path_factory) -> dict:
+@pytest.fixture(scope="session")
+def trained(spark, tmp_path_factory) -> dict:
     """cfg, windows (cached DataFrame with a split column), estimator, ensemble, model
     (its first member), predictions (model over all windows, cached), pipeline (the
     inference PipelineModel around model), files (the corpus)."""
-    cached = request.config.stash.get(_KEY, None)
-    if cached is None:
-        cached = _train(spark, str(tmp_path_factory.mktemp("trained")))
-        request.config.stash[_KEY] = cached
-    return cached
+    return _train(spark, str(tmp_path_factory.mktemp("trained")))
 
 
 def pipeline_lines(model, files_df) -> dict:
@@ -65,13 +60,10 @@ def pipeline_lines(model, files_df) -> dict:
                 "doc_id", "line_idx", "prediction", "probability").collect()}
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def pipeline_output(trained, spark) -> dict:
     """The trained pipeline over one corpus file: {"path", "files" (a DataFrame),
     "lines" (see pipeline_lines)}, computed once per session."""
-    if "pipeline_output" not in trained:
-        path = "file:" + trained["files"][-1]
-        files = spark.createDataFrame([(path,)], "path string")
-        trained["pipeline_output"] = {"path": path, "files": files,
-                                      "lines": pipeline_lines(trained["pipeline"], files)}
-    return trained["pipeline_output"]
+    path = "file:" + trained["files"][-1]
+    files = spark.createDataFrame([(path,)], "path string")
+    return {"path": path, "files": files, "lines": pipeline_lines(trained["pipeline"], files)}
