@@ -68,11 +68,23 @@ class PerLabelEvaluator(Evaluator, _PerLabelEvaluatorParams, DefaultParamsReadab
                         DefaultParamsWritable):
     """Line-level per-label evaluation.
 
+    Four lines: A is found once of twice (precision 1, recall 1/2), B is predicted three
+    times, twice right (precision 2/3, recall 1).
+
+    >>> predictions = spark.createDataFrame([("A", "A"), ("A", "B"), ("B", "B"), ("B", "B")],
+    ...                                     "label string, prediction string")
     >>> ev = PerLabelEvaluator(labels=["A", "B"], focalLabels=["A"], metricName="f1:A")
-    >>> ev.evaluate(predictions)  # doctest: +SKIP
-    0.8
-    >>> ev.save(path); PerLabelEvaluator.load(path).getMetricName()  # doctest: +SKIP
-    'f1:A'
+    >>> round(ev.evaluate(predictions), 4)
+    0.6667
+    >>> b = ev.last_report["per_label"]["B"]
+    >>> round(b["precision"], 4), b["recall"], round(b["f1"], 4), b["support"]
+    (0.6667, 1.0, 0.8, 2)
+    >>> ev.last_report["confusion"]
+    [[1, 1], [0, 2]]
+    >>> ev.save(temp_path + "/evaluator")
+    >>> loaded = PerLabelEvaluator.load(temp_path + "/evaluator")
+    >>> loaded.uid == ev.uid, loaded.getMetricName()
+    (True, 'f1:A')
     """
 
     @keyword_only

@@ -51,7 +51,15 @@ class DocumentSplitter(Transformer, _DocumentSplitterParams, DefaultParamsReadab
     Arguments left None take their defaults from `focalseq.config.DEFAULTS`
     (`data.split`).
 
-    >>> DocumentSplitter(patterns=[["test", "/Vol117/"], ["train", ".*"]])  # doctest: +SKIP
+    >>> docs = spark.createDataFrame([("file:/c/Vol117/a.ann",), ("file:/c/Vol118/b.ann",)],
+    ...                              "doc_id string")
+    >>> splitter = DocumentSplitter(patterns=[["test", "/Vol117/"], ["train", ".*"]])
+    >>> [(r.doc_id, r.split) for r in splitter.transform(docs).collect()]
+    [('file:/c/Vol117/a.ann', 'test'), ('file:/c/Vol118/b.ann', 'train')]
+    >>> splitter.save(temp_path + "/splitter")
+    >>> loaded = DocumentSplitter.load(temp_path + "/splitter")
+    >>> loaded.uid == splitter.uid, loaded.getPatterns()
+    (True, [['test', '/Vol117/'], ['train', '.*']])
     """
 
     @keyword_only

@@ -88,11 +88,20 @@ class ThresholdTuner(Estimator, _ThresholdTunerParams, DefaultParamsReadable,
     Input: per-line predictions with the true label and the probability array, e.g.
     `BiLSTMModel.transform(windows)` over the validation split.
 
-    >>> tuner = ThresholdTuner(labels=["Nomenclature", "Description", "Misc-exposition"],
-    ...                        focalLabels=["Nomenclature", "Description"])
-    >>> tuned = tuner.fit(predictions)  # doctest: +SKIP
-    >>> tuned.getLogOffsets(), json.loads(tuned.getTuningReport())["after"]  # doctest: +SKIP
-    >>> PipelineModel([bilstm_model, tuned]).save(path)  # doctest: +SKIP
+    The rare label A is ranked right but its probabilities are too low for the argmax;
+    a positive offset on A's log-probability (between log 0.55/0.45 and log 0.8/0.2)
+    makes every line right. Without a split column every line is used. The fitted model
+    goes after the network in a PipelineModel.
+
+    >>> predictions = spark.createDataFrame(
+    ...     [("A", [0.4, 0.6]), ("A", [0.45, 0.55]), ("B", [0.1, 0.9]), ("B", [0.2, 0.8])],
+    ...     "label string, probability array<double>")
+    >>> tuned = ThresholdTuner(labels=["A", "B"], focalLabels=["A"]).fit(predictions)
+    >>> report = json.loads(tuned.getTuningReport())
+    >>> report["before"]["focal_macro_f1"], report["after"]["focal_macro_f1"]
+    (0.0, 1.0)
+    >>> [r.prediction for r in tuned.transform(predictions).collect()]
+    ['A', 'A', 'B', 'B']
     """
 
     @keyword_only
@@ -265,7 +274,18 @@ class ThresholdModel(Model, _ThresholdModelParams, DefaultParamsReadable,
                      DefaultParamsWritable):
     """Re-decides `predictionCol` from `probabilityCol` with tuned offsets/thresholds.
 
-    >>> ThresholdModel(labels=["A", "B"], logOffsets=[1.5, 0.0]).transform(preds)  # doctest: +SKIP
+    Single-label: argmax of log-probability plus offset (log 0.4 + 1 > log 0.6, but
+    log 0.1 + 1 < log 0.9).
+
+    >>> preds = spark.createDataFrame([([0.4, 0.6],), ([0.1, 0.9],)],
+    ...                               "probability array<double>")
+    >>> model = ThresholdModel(labels=["A", "B"], logOffsets=[1.0, 0.0])
+    >>> [r.prediction for r in model.transform(preds).collect()]
+    ['A', 'B']
+    >>> model.save(temp_path + "/threshold_model")
+    >>> loaded = ThresholdModel.load(temp_path + "/threshold_model")
+    >>> loaded.uid == model.uid, loaded.getLogOffsets()
+    (True, [1.0, 0.0])
     """
 
     @keyword_only

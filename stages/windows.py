@@ -87,11 +87,27 @@ class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParam
 
     Arguments left None take their defaults from `focalseq.config.DEFAULTS`.
 
-    >>> w = Windower(labels=["Nomenclature", "Description", "Misc-exposition"],
-    ...              windowSize=32, stride=16)
-    >>> w.save(path); Windower.load(path).getStride()  # doctest: +SKIP
-    16
-    >>> windows = w.transform(featurized_lines)  # doctest: +SKIP
+    A document of three lines (two token ids and one shape feature each) in one window
+    of four: the last line of the window is padding. As YeddaParser's output, the
+    document's lines sit in one partition.
+
+    >>> lines = spark.createDataFrame(
+    ...     [("d", i, 3, label, [i + 1, 0], [0.5]) for i, label in enumerate("ABA")],
+    ...     "doc_id string, line_idx int, n_lines int, label string, "
+    ...     "token_ids array<int>, shape array<float>").coalesce(1)
+    >>> w = Windower(labels=["A", "B"], windowSize=4, stride=2)
+    >>> windows = w.transform(lines)
+    >>> row = windows.first()
+    >>> row.start, row.n_valid, row.token_ids, row.mask
+    (0, 3, [1, 0, 2, 0, 3, 0, 0, 0], [1.0, 1.0, 1.0, 0.0])
+    >>> row.y
+    [1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    >>> read_window_metadata(windows)["max_tokens"]
+    2
+    >>> w.save(temp_path + "/windower")
+    >>> loaded = Windower.load(temp_path + "/windower")
+    >>> loaded.uid == w.uid, loaded.getWindowSize(), loaded.getStride()
+    (True, 4, 2)
     """
 
     @keyword_only
