@@ -4,8 +4,11 @@
 (the loss config included, before any Spark job runs), writes the train and validation
 windows once as Parquet into the run's store (`focalseq.training.run_store`) and hands
 a spec of plain values to `focalseq.training.launch`, which runs the worker side
-(`focalseq.training.remote`) with Horovod. Fitting again with the same `runId` resumes
-from the last complete epoch (or returns the finished model).
+(`focalseq.training.remote`) with Horovod. Fitting again with the same `runId` and the
+same settings resumes from the last complete epoch (or returns the finished model); a
+run id means one training, so other settings are refused (the run's `settings.json`),
+and so is a second fit of a run id while the first is alive (`focalseq.training.run_lock`).
+
 
 `BiLSTMModel` predicts with the Arrow engine of `focalseq.stages.prediction` (overlapping
 windows' probabilities averaged onto each line) and decides with the rule of
@@ -41,6 +44,7 @@ from focalseq.stages.decision import decision_expr
 from focalseq.stages.persistence import FilesReader, FilesWriter, read_file, read_json
 from focalseq.stages.windows import read_window_metadata
 from focalseq.training import launch
+from focalseq.training.run_lock import RunLock
 from focalseq.training.run_store import RunStore
 
 logger = logging.getLogger(__name__)
@@ -148,6 +152,40 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         launch.check_slots(dataset.sparkSession, self.getNumProc())
         store = RunStore(self.getStorePath())
         run_id = self.getRunId() or uuid.uuid4().hex[:12]
+        with RunLock(store, run_id):  # released however the fit ends
+            store.check_settings(run_id, self._settings(dims, loss_config))
+            return self._fit_run(dataset, store, run_id, dims, loss_config)
+
+    def _settings(self, dims, loss_config) -> dict:
+        """What a run id stands for: every value that changes the trained model.
+
+        Left out: where the run lives (storePath, runId), where it reports (trackingUri,
+        the MLflow run) and threadsPerWorker, which only changes the speed.
+        """
+        g = self.getOrDefault
+        return {"dims": dims, "network": self._network(), "loss": g(self.loss),
+                "loss_config": loss_config, "label_counts": self.getLabelCounts(),
+                "focal_labels": self.getFocalLabels(), "epochs": g(self.epochs),
+                "batch_size": g(self.batchSize), "learning_rate": g(self.learningRate),
+                "warmup_epochs": g(self.warmupEpochs), "lr_decay": g(self.learningRateDecay),
+                "optimizer": g(self.optimizer),
+                "early_stopping_patience": g(self.earlyStoppingPatience),
+                "restore_best": g(self.restoreBest),
+                "validation_fraction": g(self.validationFraction),
+                "mixed_precision": g(self.mixedPrecision), "num_proc": g(self.numProc),
+                "row_group_bytes": g(self.rowGroupBytes), "seed": g(self.seed)}
+
+    def _network(self) -> dict:
+        g = self.getOrDefault
+        return {"vocab_size": g(self.vocabSize), "embedding_dim": g(self.embeddingDim),
+                "encoder": g(self.encoder), "hidden_size": g(self.hiddenSize),
+                "num_layers": g(self.numLayers), "dropout": g(self.dropout),
+                "recurrent_dropout": g(self.recurrentDropout),
+                "token_dropout": g(self.tokenDropout), "skip": g(self.skipConnection)}
+
+    def _fit_run(self, dataset, store, run_id, dims, loss_config) -> "BiLSTMModel":
+        """The fit of a locked run whose settings match its record."""
+        labels = dims["labels"]
         state = store.checkpoint_state(run_id)
         summary = {"run_id": run_id, "loss_config": loss_config}
         if _finished(state, self.getEpochs()) and store.exists(store.model_path(run_id)):
@@ -231,11 +269,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         tracking_uri, mlflow_run_id = launch.mlflow_target(g(self.trackingUri))
         return {
             "store": store.prefix, "run_id": run_id, "dims": dims, "seed": g(self.seed),
-            "network": {"vocab_size": g(self.vocabSize), "embedding_dim": g(self.embeddingDim),
-                        "encoder": g(self.encoder), "hidden_size": g(self.hiddenSize),
-                        "num_layers": g(self.numLayers), "dropout": g(self.dropout),
-                        "recurrent_dropout": g(self.recurrentDropout),
-                        "token_dropout": g(self.tokenDropout), "skip": g(self.skipConnection)},
+            "network": self._network(),
             "loss": g(self.loss), "loss_config": loss_config, "label_counts": counts,
             "focal_labels": self.getFocalLabels(), "epochs": g(self.epochs),
             "batch_size": g(self.batchSize), "learning_rate": g(self.learningRate),

@@ -178,7 +178,8 @@ def test_rank0_metrics_reach_the_active_mlflow_run(trained):
 
 def test_store_keeps_checkpoints_and_model_and_drops_temporary_files(trained):
     run_dir = os.path.join(trained["store"], RUN_ID)
-    assert sorted(os.listdir(run_dir)) == ["checkpoints", "model", "progress.jsonl"]
+    assert sorted(os.listdir(run_dir)) == ["checkpoints", "model", "progress.jsonl",
+                                           "settings.json"]
     checkpoints = sorted(os.listdir(os.path.join(run_dir, "checkpoints")))
     last, before = EPOCHS - 1, EPOCHS - 2
     assert checkpoints == sorted([

@@ -12,14 +12,22 @@ Layout under `<prefix>/<run_id>/`:
     progress.jsonl                one JSON line per finished epoch (rank 0)
     errors/                       tracebacks of failed workers, read by the driver
     model/network.keras           the trained network
+    settings.json                 what the run id stands for: the settings of its first fit
+    lock.json                     while a fit runs: its owner and heartbeat
+                                  (focalseq.training.run_lock)
 
 The training data is removed when a fit succeeds; checkpoints, progress and the model
-stay, so fitting again with the same run id returns the finished model without training.
+stay, so fitting again with the same run id and the same settings returns the finished
+model without training. A run id means one training: `check_settings` refuses a fit whose
+settings differ from the recorded ones, listing each difference.
 """
 import json
+import logging
 import posixpath
 
 from focalseq import fileio
+
+logger = logging.getLogger(__name__)
 
 
 class RunStore:
@@ -99,3 +107,59 @@ class RunStore:
 
     def progress_path(self, run_id: str) -> str:
         return self.path(run_id, "progress.jsonl")
+
+    # What a run id stands for ---------------------------------------------------------------
+
+    def settings_path(self, run_id: str) -> str:
+        return self.path(run_id, "settings.json")
+
+    def check_settings(self, run_id: str, settings: dict) -> None:
+        """Records `settings` at a run's first fit; later fits must bring the same ones.
+
+        Args:
+            run_id: the run.
+            settings: JSON values of everything that changes the trained model.
+
+        Raises:
+            ValueError: the run was first fitted with other settings; the message lists
+                each difference (``epochs: 5 -> 8``) and says to use a new run id.
+        """
+        settings = json.loads(json.dumps(settings, sort_keys=True))  # as it will be read
+        path = self.settings_path(run_id)
+        if not self.exists(path):
+            if self.exists(self.path(run_id, "checkpoints")):
+                logger.warning("run %s has checkpoints but no recorded settings (trained by "
+                               "an older focalseq); recording this fit's settings", run_id)
+            self.write_json(path, settings)
+            return
+        differences = settings_differences(self.read_json(path), settings)
+        if differences:
+            raise ValueError(
+                f"runId: run {run_id!r} was trained with other settings ({path}); this fit "
+                f"differs in {len(differences)}: " + "; ".join(differences) + ". A run id "
+                "means one training: use a new runId (train.run_id), or fit with the "
+                "recorded settings to resume or reuse it")
+
+
+def settings_differences(old: dict, new: dict, prefix: str = "") -> list:
+    """``key: old -> new`` for every value that differs, nested keys dotted, sorted.
+
+    >>> settings_differences({"epochs": 5, "network": {"hidden_size": 8}},
+    ...                      {"epochs": 8, "network": {"hidden_size": 8}, "seed": 1})
+    ['epochs: 5 -> 8', 'seed: (absent) -> 1']
+    """
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(settings_differences(a, b, f"{prefix}{key}."))
+        elif a != b:
+            out.append(f"{prefix}{key}: {_show(a)} -> {_show(b)}")
+    return out
+
+
+_ABSENT = object()
+
+
+def _show(value) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value, sort_keys=True)
