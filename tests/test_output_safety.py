@@ -10,7 +10,6 @@ in, so a failed write leaves the folder as it was.
 import hashlib
 import json
 import os
-import sys
 
 import pytest
 
@@ -18,9 +17,6 @@ from focalseq import fileio
 from focalseq.cli import main
 from focalseq.fileio import MARKER, OutputExistsError
 from focalseq.text.yedda import count_nonempty_lines, decode_bytes, parse_plain, parse_yedda
-
-sys.path.insert(0, os.path.dirname(__file__))
-from trained_models import trained  # noqa: E402,F401  (the shared tiny trained model)
 
 LABELS = ("Nomenclature", "Description", "Misc-exposition")
 
