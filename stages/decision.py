@@ -9,13 +9,12 @@ tuned values set can never disagree.
 - Multi-label: every label with ``p_j >= thresholds[j]`` (0.5 by default), joined by "|";
   "" for none.
 
->>> from pyspark.sql import SparkSession, functions as F
->>> spark = SparkSession.builder.getOrCreate()
+>>> from pyspark.sql import functions as F
 >>> df = spark.createDataFrame([([0.2, 0.5, 0.3],), ([0.45, 0.1, 0.45],)], ["p"])
 >>> rule = decision_expr(F.col("p"), ["A", "B", "C"], False, [1.0, 0.0, 0.0])
 >>> [r[0] for r in df.select(rule).collect()]  # log 0.2 + 1 > log 0.5
 ['A', 'A']
->>> rule = decision_expr(F.col("p"), ["A", "B", "C"], True, [0.4, 0.4, 0.4])
+>>> rule = decision_expr(F.col("p"), ["A", "B", "C"], True, thresholds=[0.4, 0.4, 0.4])
 >>> [r[0] for r in df.select(rule).collect()]
 ['B', 'A|C']
 """
