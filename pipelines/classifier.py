@@ -5,7 +5,7 @@ Users of the older single-machine classifier keep their code; only the import ch
     from focalseq import SkolClassifierV2
     classifier = SkolClassifierV2(
         spark=spark, input_source="files", file_paths=["data/annotated/*.ann"],
-        model_type="rnn", window_size=15, prediction_stride=5, hidden_size=128,
+        model_type="rnn", window_size=15, hidden_size=128,
         num_layers=2, dropout=0.3, epochs=6, batch_size=32,
         focal_labels=["Nomenclature", "Description"],
         model_storage="redis", redis_client=redis_client, redis_key="rnn_focal_f1",
@@ -18,7 +18,16 @@ Loss choice follows the documented rules: `focal_labels` -> soft-F1 over those l
 weighted cross-entropy with computed weights; none of them -> cross-entropy; `loss`
 names any loss of focalseq.losses explicitly. The rules live in focalseq.losses.choice.
 Underneath it is the same Spark ML pipeline the jobs run (focalseq.pipelines).
+
+With `verbosity=1`, `fit` prints what its users' documentation shows: the loss and its
+labels (`[BiLSTM] Using mean F1 loss for focal labels:`, one label a line), the tuned
+decision rule when `tune` is set, and the test results (`Test Results:`, then
+`  <Label>_precision: 0.5234` ...); `verbosity=2` adds Keras-style lines per epoch
+(`Epoch 1/6`, then `12s - loss: 0.6234 - val_loss: 0.5821 - val_Nomenclature_f1: 0.5019`
+...). Output goes to stdout with `print`, as the older classifier's did; the library
+underneath logs through `logging`.
 """
+import contextlib
 import functools
 import logging
 import os
@@ -35,6 +44,7 @@ MODEL_TYPES = ("rnn", "logistic")
 MODEL_SECTIONS = ("features", "windows", "train")
 INPUT_SOURCES = ("files",)
 STORAGES = (None, "disk", "mlflow", "redis")
+TUNE_METHODS = ("none", "offsets", "thresholds", "logit_adjust")
 
 
 class FocalSeqClassifier:
@@ -43,13 +53,21 @@ class FocalSeqClassifier:
     Args:
         spark: a SparkSession (None: a local one).
         input_source: "files" (annotated YEDDA files).
-        file_paths: paths or globs on any filesystem Spark reads.
+        file_paths: paths or globs on any filesystem Spark reads; needed by `fit` only
+            (a classifier that loads a stored model and predicts needs none).
         model_type: "rnn" (the Horovod BiLSTM) or "logistic" (Spark ML baseline).
         focal_labels / class_weights / weight_strategy / loss / loss_config: the loss.
         model_storage: None, "disk" (model_path), "mlflow" (logged into the fit's run;
             model_path may name a model URI to load), or "redis" (redis_client +
             redis_key).
-        verbosity: 0 silent, 1 what is used, 2 per-epoch progress.
+        window_size: lines per window; the training stride follows it (half a window,
+            as conf/skol.yaml's 32/16).
+        prediction_stride: the stride of the windows at prediction only (predict, the
+            stored model); None: the training stride. At most window_size.
+        tune: after training, the decision rule fitted on the validation split and
+            stored with the model: "offsets", "thresholds" (multi-label),
+            "logit_adjust" or "none" (train.tune, focalseq.pipelines.tune).
+        verbosity: 0 silent, 1 the loss, tuning and test results, 2 also each epoch.
         ensemble_members: networks trained (seeds seed*K .. seed*K+K-1) whose
             probabilities are averaged; 3 by default, the best setting on the SKOL
             benchmark; 1 trains a single network in a third of the time.
@@ -73,7 +91,7 @@ class FocalSeqClassifier:
                  seed=None, split_fractions=None, split_patterns=None, work_dir=None,
                  tracking_uri=None, experiment=None, vocab_size=None, max_tokens=None,
                  early_stopping_patience=None, char_ngrams=None, token_dropout=None,
-                 lr_decay=None, ensemble_members=None, shape_features=None):
+                 lr_decay=None, ensemble_members=None, shape_features=None, tune=None):
         loss_name = choose_loss(focal_labels, class_weights, weight_strategy, loss)
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type: {model_type!r} is not one of {list(MODEL_TYPES)}")
@@ -88,11 +106,16 @@ class FocalSeqClassifier:
             raise ValueError("model_storage='redis' needs redis_client and redis_key")
         if model_storage == "disk" and not model_path:
             raise ValueError("model_storage='disk' needs model_path")
-        if not file_paths:
-            raise ValueError("file_paths: expected at least one annotated file or glob")
+        if tune is not None and tune not in TUNE_METHODS:
+            raise ValueError(f"tune: {tune!r} is not one of {list(TUNE_METHODS)}")
+        size = window_size if window_size is not None else api_defaults().windows.size
+        if prediction_stride is not None and not 1 <= prediction_stride <= size:
+            raise ValueError(f"prediction_stride: {prediction_stride!r} is not in [1, {size}] "
+                             f"(window_size {size}); a larger stride would skip lines")
         self.spark = spark
         self.model_type = model_type
-        self.file_paths = [file_paths] if isinstance(file_paths, str) else list(file_paths)
+        self.file_paths = [file_paths] if isinstance(file_paths, str) else list(file_paths or [])
+        self.prediction_stride = prediction_stride
         self.model_storage, self.model_path = model_storage, model_path
         self.redis_client, self.redis_key = redis_client, redis_key
         self.verbosity = verbosity
@@ -112,7 +135,9 @@ class FocalSeqClassifier:
             "features.vocab_size": vocab_size, "features.max_tokens": max_tokens,
             "features.char_ngrams": char_ngrams,
             "features.shape_features": None if shape_features is None else list(shape_features),
-            "windows.size": window_size, "windows.stride": prediction_stride,
+            # The training stride follows the window (None: skol.yaml's pair stays).
+            "windows.size": window_size,
+            "windows.stride": None if window_size is None else max(1, window_size // 2),
             "train.epochs": epochs, "train.batch_size": batch_size,
             "train.learning_rate": learning_rate, "train.hidden_size": hidden_size,
             "train.num_layers": num_layers, "train.dropout": dropout,
@@ -123,12 +148,16 @@ class FocalSeqClassifier:
             "train.restore_best": None if early_stopping_patience is None
             else early_stopping_patience > 0,
             "train.token_dropout": token_dropout, "train.lr_decay": lr_decay,
-            "train.ensemble_members": ensemble_members,
+            "train.ensemble_members": ensemble_members, "train.tune": tune,
         }
         overrides.update({key: value for key, value in given.items() if value is not None})
         overrides.update({
             "labels": labels, "focal_labels": focal,
-            "data.source": "files", "data.paths": self.file_paths,
+            # Without files (a classifier that only loads and predicts) the source is
+            # left as it is: `fit` refuses to run before it would read it.
+            "data.source": "files" if self.file_paths else DEFAULTS.data.source,
+            "data.paths": self.file_paths,
+            "train.model": "bilstm" if model_type == "rnn" else "logistic",
             "data.keep_labels": list(keep_labels) if keep_labels is not None else
             [lab for lab in labels if lab != default_label],
             "data.default_label": default_label,
@@ -146,19 +175,33 @@ class FocalSeqClassifier:
         self.model = None
         self.model_location = None
         self.results = None
-        if verbosity >= 1:
-            print(self.describe_loss())
 
     def describe_loss(self) -> str:
-        cfg = self.config
+        """What `fit` prints first at verbosity >= 1: the model, its loss and labels, in
+        the older classifier's words (a header line, then one item a line)."""
         if self.model_type == "logistic":
-            weights = self.class_weights or self.weight_strategy or "none"
-            return f"model: logistic regression (Spark ML), class weights: {weights}"
+            if self.class_weights:
+                return "\n".join(["[Logistic] Using logistic regression with class weights:"]
+                                 + [f"  {lab}: {w}" for lab, w in self.class_weights.items()])
+            if self.weight_strategy:
+                return (f"[Logistic] Using logistic regression with class weights by "
+                        f"strategy: {self.weight_strategy}")
+            return "[Logistic] Using logistic regression without class weights"
+        cfg = self.config
         if self.loss_name == "soft_f1":
-            return (f"model: BiLSTM, loss: soft_f1 (mean soft F1) over focal labels "
-                    f"{cfg.focal_labels}")
-        return (f"model: BiLSTM, loss: {self.loss_name} {cfg.train.loss_config or ''}".rstrip()
-                + f", labels {cfg.labels}")
+            return "\n".join(["[BiLSTM] Using mean F1 loss for focal labels:"]
+                             + [f"  {lab}" for lab in cfg.focal_labels])
+        loss_config = cfg.train.loss_config
+        if self.loss_name == "weighted_cross_entropy" and "class_weights" in loss_config:
+            return "\n".join(["[BiLSTM] Using weighted cross-entropy loss with class weights:"]
+                             + [f"  {lab}: {w}" for lab, w in loss_config["class_weights"].items()])
+        if self.loss_name == "weighted_cross_entropy":
+            return (f"[BiLSTM] Using weighted cross-entropy loss with class weights by "
+                    f"strategy: {loss_config['weight_strategy']}")
+        if self.loss_name == "cross_entropy":
+            return "[BiLSTM] Using standard cross-entropy loss"
+        return "\n".join([f"[BiLSTM] Using {self.loss_name} loss"]
+                         + [f"  {key}: {value}" for key, value in loss_config.items()])
 
     # ------------------------------------------------------------------------------------
 
@@ -167,13 +210,20 @@ class FocalSeqClassifier:
 
         Returns a dict with `test_stats` (and `validation_stats`): for every label
         `<Label>_precision`, `_recall`, `_f1`, `_support`, plus `macro_f1` and
-        `focal_macro_f1`; also `model`, `loss`, `train_seconds`, `mlflow_run_id`.
+        `focal_macro_f1`; also `model`, `loss`, `train_seconds`, `mlflow_run_id` and
+        `tuning` (the before/after report of `tune`, None untuned).
         """
         from focalseq.pipelines.run import start_mlflow_run
 
+        if not self.file_paths:
+            raise ValueError("fit: file_paths: expected at least one annotated file or glob")
         spark = self._spark()
+        if self.verbosity >= 1:
+            print(self.describe_loss())
         started = time.time()
-        with start_mlflow_run(self.config, f"{self.model_type}-{self.loss_name}") as run:
+        self.tuning = None
+        with start_mlflow_run(self.config, f"{self.model_type}-{self.loss_name}") as run, \
+                self._epoch_printer():
             if self.model_type == "rnn":
                 reports = self._fit_rnn(spark)
             else:
@@ -187,60 +237,61 @@ class FocalSeqClassifier:
         self.results = {f"{split}_stats": _stats(report) for split, report in reports.items()}
         self.results.update({"model": self.model, "loss": self.loss_name,
                              "train_seconds": elapsed, "mlflow_run_id": run.info.run_id,
-                             "reports": reports, "model_location": self.model_location})
-        if self.verbosity >= 1 and "test" in reports:
-            from focalseq.stages.evaluation import format_report
+                             "reports": reports, "model_location": self.model_location,
+                             "tuning": self.tuning})
+        if self.verbosity >= 1 and self.tuning is not None:
+            from focalseq.stages.thresholds import format_tuning
 
-            print(format_report(reports["test"]))
+            print("\n" + format_tuning(self.tuning))
+        if self.verbosity >= 1 and "test" in reports:
+            print("\n" + format_test_results(self.results["test_stats"], self.config.labels))
         return self.results
+
+    def _epoch_printer(self):
+        """At verbosity 2, a listener printing each epoch of training Keras-style."""
+        if self.verbosity < 2 or self.model_type != "rnn":
+            return contextlib.nullcontext()
+        from focalseq.training.launch import epoch_listener
+
+        runs, members = [], self.config.train.ensemble_members
+        focal = list(self.config.focal_labels)
+
+        def show(run_id, record):
+            if run_id not in runs:
+                runs.append(run_id)
+                if members > 1:
+                    print(f"\n[BiLSTM] Training network {len(runs)}/{members}")
+                elif len(runs) == 1:
+                    print()
+            print(f"Epoch {record['epoch'] + 1}/{record.get('epochs', '?')}")
+            print(format_epoch_keras(record, focal))
+
+        return epoch_listener(show)
 
     def _fit_rnn(self, spark) -> dict:
         from focalseq.pipelines.evaluate import evaluate
         from focalseq.pipelines.prepare import prepare
-        from focalseq.pipelines.train import inference_pipeline, train
+        from focalseq.pipelines.train import inference_pipeline, train_with_report
 
         manifest = prepare(spark, self.config)
-        bilstm = train(spark, self.config, manifest)
-        self.model = inference_pipeline(self.config, bilstm)
+        bilstm, self.tuning = train_with_report(spark, self.config, manifest)
+        self.model = inference_pipeline(self.config, bilstm, stride=self.prediction_stride)
         return {split: evaluate(spark, self.config, manifest, bilstm, split)
                 for split in ("validation", "test") if split in manifest["splits"]}
 
     def _fit_logistic(self, spark) -> dict:
-        from pyspark.ml import PipelineModel
-
-        from focalseq.losses import compute_class_weights
-        from focalseq.pipelines import builders
-        from focalseq.pipelines.logistic import add_weights, logistic_pipeline
-        from focalseq.pipelines.prepare import parse_and_featurize
+        from focalseq.pipelines.logistic import evaluate_logistic, split_lines, train_logistic
 
         cfg = self.config
-        _, lines = parse_and_featurize(spark, cfg)
-        lines = builders.splitter(cfg).transform(lines).cache()
-        train = lines.filter(lines.split == "train")
-        weights = self.class_weights or {}
-        if self.weight_strategy:
-            counts = {r["label"]: r["count"] for r in train.groupBy("label").count().collect()}
-            weights = compute_class_weights(self.weight_strategy,
-                                            {lab: counts.get(lab, 0) for lab in cfg.labels},
-                                            cfg.labels)
-        n_shape = builders.featurizer(cfg).n_shape()
-        fitted = logistic_pipeline(cfg.labels, cfg.features.vocab_size, n_shape).fit(
-            add_weights(train, weights))
-        self.model = PipelineModel([builders.parser(cfg), builders.featurizer(cfg)]
-                                   + fitted.stages)
-        reports = {}
-        for split in ("validation", "test"):
-            part = lines.filter(lines.split == split)
-            if part.limit(1).count():
-                from pyspark.ml.functions import vector_to_array
-
-                ev = builders.evaluator(cfg, split)
-                predictions = fitted.transform(part)
-                ev.evaluate(predictions.withColumn(
-                    "probability", vector_to_array("probability")))
-                reports[split] = ev.last_report
-        lines.unpersist()
-        return reports
+        lines = split_lines(spark, cfg).cache()
+        try:
+            self.model = train_logistic(spark, cfg, lines, self.class_weights,
+                                        self.weight_strategy)
+            reports = {split: evaluate_logistic(spark, cfg, self.model, split, lines)
+                       for split in ("validation", "test")}
+        finally:
+            lines.unpersist()
+        return {split: report for split, report in reports.items() if report is not None}
 
     # ------------------------------------------------------------------------------------
 
@@ -306,6 +357,38 @@ def _config_from(overrides: dict):
     import json
 
     return load_config(None, [f"{k}={json.dumps(v)}" for k, v in overrides.items()])
+
+
+def format_test_results(stats: dict, labels) -> str:
+    """The older classifier's test block: `Test Results:`, then precision, recall and F1
+    of each label, one a line, to 4 decimals.
+
+    >>> print(format_test_results({"A_precision": 0.5, "A_recall": 0.25, "A_f1": 1 / 3}, ["A"]))
+    Test Results:
+      A_precision: 0.5000
+      A_recall: 0.2500
+      A_f1: 0.3333
+    """
+    return "\n".join(["Test Results:"] + [f"  {lab}_{name}: {stats[f'{lab}_{name}']:.4f}"
+                                            for lab in labels
+                                            for name in ("precision", "recall", "f1")])
+
+
+def format_epoch_keras(record: dict, focal_labels) -> str:
+    """One epoch's figures as Keras prints them at verbose=2 (time, then `name: value`
+    pairs joined by " - "), with the focal labels' validation F1 named as the test
+    stats name them.
+
+    >>> format_epoch_keras({"epoch": 0, "epochs": 6, "loss": 0.62341, "seconds": 44.6,
+    ...     "val_loss": 0.5, "val_f1_A": 0.25, "val_f1_B": 0.75}, ["A"])
+    '45s - loss: 0.6234 - val_loss: 0.5000 - val_A_f1: 0.2500'
+    """
+    parts = [f"{record['seconds']:.0f}s", f"loss: {record['loss']:.4f}"]
+    if "val_loss" in record:
+        parts.append(f"val_loss: {record['val_loss']:.4f}")
+        parts += [f"val_{lab}_f1: {record[f'val_f1_{lab}']:.4f}" for lab in focal_labels
+                  if f"val_f1_{lab}" in record]
+    return " - ".join(parts)
 
 
 def _stats(report: dict) -> dict:

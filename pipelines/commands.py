@@ -43,8 +43,8 @@ def cmd_train(cfg: Config, args) -> int:
     manifest = load_manifest(_windows_dir(cfg))
     with start_mlflow_run(cfg, "train") as run:
         model = train(_spark(cfg), cfg, manifest)
-    print(f"trained run {model.getOrDefault('runId')}; model in "
-          f"{cfg.path('model')}")
+    what = f"run {model.getOrDefault('runId')}" if model.hasParam("runId") else cfg.train.model
+    print(f"trained {what}; model in {cfg.path('model')}")
     print(_mlflow_hint(cfg, run.info.run_id))
     return 0
 

@@ -5,7 +5,7 @@ from focalseq import fileio
 from focalseq.config import Config
 from focalseq.pipelines.evaluate import evaluate
 from focalseq.pipelines.prepare import prepare
-from focalseq.pipelines.train import train
+from focalseq.pipelines.train import train_with_report
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,8 @@ def start_mlflow_run(cfg: Config, run_name: str):
 
 
 def run_all(spark, cfg: Config) -> dict:
-    """Returns {"manifest", "model", "reports": {split: report}, "mlflow_run_id"}."""
+    """Returns {"manifest", "model", "reports": {split: report}, "tuning" (the report of
+    `train.tune`, None untuned), "mlflow_run_id"}."""
     import mlflow
 
     from focalseq.pipelines import builders
@@ -29,9 +30,12 @@ def run_all(spark, cfg: Config) -> dict:
         mlflow.log_dict(cfg.to_dict(), "config.json")
         manifest = prepare(spark, cfg)
         mlflow.log_dict(manifest, "manifest.json")
-        log_stage_params([builders.parser(cfg), builders.featurizer(cfg),
-                          builders.windower(cfg), builders.estimator(cfg)])
-        model = train(spark, cfg, manifest)
+        if cfg.train.model == "bilstm":
+            log_stage_params([builders.parser(cfg), builders.featurizer(cfg),
+                              builders.windower(cfg), builders.estimator(cfg)])
+        else:
+            mlflow.log_param("model", cfg.train.model)
+        model, tuning = train_with_report(spark, cfg, manifest)
         reports = {}
         for split in ("validation", "test"):
             if split in manifest["splits"]:
@@ -40,7 +44,7 @@ def run_all(spark, cfg: Config) -> dict:
             log_inference_pipeline(spark, cfg, model)
         elif local_folder(cfg.path("model")):  # remote stores keep the model where it is
             mlflow.log_artifacts(local_folder(cfg.path("model")), "model")
-        return {"manifest": manifest, "model": model, "reports": reports,
+        return {"manifest": manifest, "model": model, "reports": reports, "tuning": tuning,
                 "mlflow_run_id": active.info.run_id}
 
 

@@ -151,6 +151,30 @@ class ThresholdTuner(Estimator, _ThresholdTunerParams, DefaultParamsReadable,
 
     def _fit(self, dataset: DataFrame) -> "ThresholdModel":
         self._validate(dataset)
+        return self._decide(dataset, self._tune)
+
+    def fit_rule(self, dataset: DataFrame, logOffsets=(), thresholds=()) -> "ThresholdModel":
+        """A ThresholdModel with given values instead of searched ones (e.g. the post-hoc
+        logit adjustment, `logit_adjust_offsets`), measured and kept or refused on the
+        fitting split exactly as `fit`'s own are.
+
+        >>> predictions = spark.createDataFrame(
+        ...     [("A", [0.4, 0.6]), ("B", [0.2, 0.8]), ("B", [0.3, 0.7])],
+        ...     "label string, probability array<double>")
+        >>> tuner = ThresholdTuner(labels=["A", "B"], focalLabels=["A", "B"])
+        >>> rule = tuner.fit_rule(predictions, logOffsets=[0.5, 0.0])  # log .4 + .5 > log .6
+        >>> json.loads(rule.getTuningReport())["kept"], rule.getLogOffsets()
+        ('tuned', [0.5, 0.0])
+        >>> rule = tuner.fit_rule(predictions, logOffsets=[2.0, 0.0])  # all A: macro F1 .25 < .4
+        >>> json.loads(rule.getTuningReport())["kept"], rule.getLogOffsets()
+        ('untuned', [])
+        """
+        self._validate(dataset)
+        return self._decide(dataset, lambda data: self._model(logOffsets, thresholds))
+
+    def _decide(self, dataset: DataFrame, choose) -> "ThresholdModel":
+        """`choose(fitting rows)` -> a ThresholdModel, kept only if it does not lower the
+        focal macro F1 of the fitting rows; its tuningReport says which was kept."""
         data = self._fitting_rows(dataset).select(
             F.col(self.getOrDefault(self.labelCol)).alias("label"),
             F.col(self.getOrDefault(self.probabilityCol)).alias("probability")).cache()
@@ -158,15 +182,19 @@ class ThresholdTuner(Estimator, _ThresholdTunerParams, DefaultParamsReadable,
             if data.limit(1).count() == 0:
                 raise ValueError(f"ThresholdTuner: no labelled lines in split "
                                  f"{self.getOrDefault(self.fitSplit)!r} to tune on")
-            model = self._tune(data)
+            model = choose(data)
             report = self._before_after(data, model)
+            report["kept"] = "tuned"
             if report["after"]["focal_macro_f1"] < report["before"]["focal_macro_f1"]:
-                # Coordinate ascent on binned margins can overshoot by a bin; never ship worse.
+                # Coordinate ascent on binned margins can overshoot by a bin, and given
+                # values may not suit the data; never ship worse than the untuned rule.
                 logger.warning("tuned focal macro F1 %.4f < untuned %.4f; keeping the untuned "
                                "rule", report["after"]["focal_macro_f1"],
                                report["before"]["focal_macro_f1"])
+                refused = {k: report[k] for k in ("log_offsets", "thresholds", "after")}
                 model = self._model([], [])
                 report = self._before_after(data, model)
+                report.update(kept="untuned", refused=refused)
         finally:
             data.unpersist()
         model._set(tuningReport=json.dumps(report, sort_keys=True))
@@ -449,6 +477,56 @@ def best_offset(hist, j, focal_idx, bound, current=0.0) -> float:
     objective = np.mean(f1s, axis=0)
     edges = -bound + b * (2 * bound / bins)
     return _plateau_middle(objective, edges, current)
+
+
+def logit_adjust_offsets(label_counts: dict, labels, tau: float = 1.0) -> list:
+    """Post-hoc logit adjustment (Menon et al. 2021) as log-offsets, one per label:
+    ``-tau * log(prior)`` up to a shared constant (the argmax does not see it), from
+    `focalseq.losses.posthoc_logit_adjust` over the priors of `label_counts`.
+
+    >>> [round(v, 4) for v in logit_adjust_offsets({"A": 1, "B": 9}, ["A", "B"])]
+    [-0.1054, -2.3026]
+    """
+    from focalseq.losses import class_priors, posthoc_logit_adjust
+
+    priors = class_priors(label_counts, list(labels))
+    return posthoc_logit_adjust(np.zeros(len(priors)), priors, tau).tolist()
+
+
+def format_tuning(report: dict) -> str:
+    """The before/after figures of a tuningReport, for people: one line a label.
+
+    >>> print(format_tuning({"method": "offsets", "split": "validation", "lines": 10,
+    ...     "kept": "tuned", "log_offsets": [0.5, 0.0], "thresholds": [],
+    ...     "before": {"focal_macro_f1": 0.5, "per_label": {"A": {"f1": 0.5}, "B": {"f1": 0.8}}},
+    ...     "after": {"focal_macro_f1": 0.7, "per_label": {"A": {"f1": 0.7}, "B": {"f1": 0.9}}}}))
+    offsets tuned on the validation split (10 lines): focal macro F1 0.5000 -> 0.7000
+      A: F1 0.5000 -> 0.7000 (log offset +0.500)
+      B: F1 0.8000 -> 0.9000 (log offset +0.000)
+    """
+    what = report.get("method", "decision rule")
+    before, after = report["before"], report["after"]
+    if report.get("kept") == "untuned":
+        refused = report["refused"]
+        lines = [f"{what} did not help on the {report['split']} split ({report['lines']} lines): "
+                 f"focal macro F1 {before['focal_macro_f1']:.4f} untuned, "
+                 f"{refused['after']['focal_macro_f1']:.4f} tuned; the untuned decision is kept"]
+        after, values = refused["after"], refused
+    else:
+        lines = [f"{what} tuned on the {report['split']} split ({report['lines']} lines): "
+                 f"focal macro F1 {before['focal_macro_f1']:.4f} -> {after['focal_macro_f1']:.4f}"]
+        values = report
+    labels = list(before["per_label"])
+    if values.get("log_offsets"):
+        notes = [f" (log offset {v:+.3f})" for v in values["log_offsets"]]
+    elif values.get("thresholds"):
+        notes = [f" (threshold {v:.3f})" for v in values["thresholds"]]
+    else:
+        notes = [""] * len(labels)
+    for lab, note in zip(labels, notes):
+        lines.append(f"  {lab}: F1 {before['per_label'][lab]['f1']:.4f} -> "
+                     f"{after['per_label'][lab]['f1']:.4f}{note}")
+    return "\n".join(lines)
 
 
 def _log_tuning(report: dict) -> None:

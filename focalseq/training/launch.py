@@ -2,7 +2,9 @@
 
 `run_horovod` runs `focalseq.training.remote.train_worker` on `num_proc` Spark tasks
 with `horovod.spark.run` and returns rank 0's result. While it runs, a thread tails rank
-0's progress file in the run store and logs one line per epoch. A worker failure becomes
+0's progress file in the run store and logs one line per epoch (with the time left), and
+hands each record to the listeners of `epoch_listener` (the Python API prints them). A
+worker failure becomes
 a `RuntimeError` holding the workers' own tracebacks (the first failure, the cause,
 first); Ctrl-C or SIGTERM of the driver becomes a `KeyboardInterrupt` after Horovod has
 stopped the workers, and the user's signal handlers are restored.
@@ -11,6 +13,8 @@ stopped the workers, and the user's signal handlers are restored.
 ...               "val_f1_Nomenclature": 0.8, "seconds": 2.0})
 'epoch 1/3 | loss 0.5000 | val_loss 0.4000 | val F1 Nomenclature 0.800 | 2.0s'
 """
+import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -51,8 +55,13 @@ def read_progress(store, run_id) -> list:
     return [json.loads(line) for line in store.read_bytes(path).decode().splitlines() if line]
 
 
-def format_epoch(record: dict, labels=None) -> str:
-    """One driver log line: epoch, loss, validation loss, F1 of `labels`, time."""
+def format_epoch(record: dict, labels=None, seconds_left=None) -> str:
+    """One driver log line: epoch, loss, validation loss, F1 of `labels`, time (and the
+    estimated time left of the run, when given).
+
+    >>> format_epoch({"epoch": 1, "epochs": 3, "loss": 0.5, "seconds": 2.0}, seconds_left=2.2)
+    'epoch 2/3 | loss 0.5000 | 2.0s, about 2s left'
+    """
     parts = [f"epoch {record['epoch'] + 1}/{record.get('epochs', '?')}",
              f"loss {record['loss']:.4f}"]
     if "val_loss" in record:
@@ -60,16 +69,40 @@ def format_epoch(record: dict, labels=None) -> str:
         names = labels or [k[len("val_f1_"):] for k in record if k.startswith("val_f1_")]
         parts.append("val F1 " + ", ".join(f"{name} {record[f'val_f1_{name}']:.3f}"
                                            for name in names if f"val_f1_{name}" in record))
-    parts.append(f"{record['seconds']:.1f}s")
+    time_part = f"{record['seconds']:.1f}s"
+    if seconds_left is not None:
+        time_part += f", about {seconds_left:.0f}s left"
+    parts.append(time_part)
     return " | ".join(parts)
 
 
+# The callables `epoch_listener` installed in this context (a tuple: never mutated). A
+# context variable rather than a module list, so concurrent fits in other threads or
+# tasks do not see each other's listeners.
+_EPOCH_LISTENERS = contextvars.ContextVar("focalseq_epoch_listeners", default=())
+
+
+@contextlib.contextmanager
+def epoch_listener(listener):
+    """Within the block, `listener(run_id, record)` is called on the driver once per epoch
+    record of every training run this thread starts (the record as `format_epoch` takes
+    it). A listener that raises is logged and dropped, never stops training."""
+    token = _EPOCH_LISTENERS.set(_EPOCH_LISTENERS.get() + (listener,))
+    try:
+        yield listener
+    finally:
+        _EPOCH_LISTENERS.reset(token)
+
+
 class ProgressTail:
-    """Logs each new record of rank 0's progress file on the driver, once per record."""
+    """Logs each new record of rank 0's progress file on the driver, once per record, and
+    hands it to the `epoch_listener`s of the thread that started the run."""
 
     def __init__(self, store, run_id, labels, period=1.0):
         self.store, self.run_id, self.labels, self.period = store, run_id, labels, period
         self.seen = len(read_progress(store, run_id))
+        # Read here, in the caller's thread: the tail's own thread has a context of its own.
+        self.listeners = list(_EPOCH_LISTENERS.get())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="focalseq-progress",
                                         daemon=True)
@@ -93,8 +126,32 @@ class ProgressTail:
         except (OSError, ValueError):
             return  # a file mid-rename; read it on the next tick
         for record in records[self.seen:]:
-            logger.info("run %s: %s", self.run_id, format_epoch(record, self.labels))
+            logger.info("run %s: %s", self.run_id,
+                        format_epoch(record, self.labels, seconds_left(records, record)))
+            for listener in list(self.listeners):
+                try:
+                    listener(self.run_id, record)
+                except Exception:  # a printing callback must not end a training run
+                    logger.exception("epoch listener %r failed; it is dropped", listener)
+                    self.listeners.remove(listener)
         self.seen = max(self.seen, len(records))
+
+
+def seconds_left(records, record):
+    """The run's time left after `record`: its epochs' mean duration so far times the
+    epochs still to come (None without a known epoch count).
+
+    >>> seconds_left([{"epoch": 0, "seconds": 3.0}, {"epoch": 1, "seconds": 5.0}],
+    ...              {"epoch": 1, "epochs": 4, "seconds": 5.0})
+    8.0
+    """
+    epochs = record.get("epochs")
+    if not isinstance(epochs, int):
+        return None
+    done = [r["seconds"] for r in records if r["epoch"] <= record["epoch"] and "seconds" in r]
+    if not done:
+        return None
+    return sum(done) / len(done) * max(0, epochs - record["epoch"] - 1)
 
 
 def _controller() -> dict:
