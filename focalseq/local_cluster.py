@@ -47,6 +47,8 @@ MASTER_PORT = 7177
 MASTER_UI_PORT = 8180
 NICS_CONF = "spark.focalseq.horovod.nics"
 STATE_FILE = "cluster.json"
+DAEMON_CLASSES = ("org.apache.spark.deploy.master.Master",
+                  "org.apache.spark.deploy.worker.Worker")
 
 
 @dataclasses.dataclass
@@ -291,6 +293,7 @@ def cleanup(base_dir: str = DEFAULT_DIR) -> None:
     started = time.time()
     state = load_state(base_dir)
     pids = [p for p in (state.pids if state else []) if _is_spark_daemon(p)]
+    pids += _stale_daemons()  # a run whose state file is gone (another --dir, a crash)
     if shutil.which("ip") and os.geteuid() == 0:
         for ns in _our_namespaces():
             # Executors and Python workers a dead worker left behind in its namespace.
@@ -454,7 +457,23 @@ def _is_spark_daemon(pid: int) -> bool:
         cmdline = _read(f"/proc/{pid}/cmdline")
     except OSError:
         return False
-    return "org.apache.spark.deploy" in cmdline
+    return any(cls in cmdline for cls in DAEMON_CLASSES)
+
+
+def _stale_daemons() -> List[int]:
+    """Ids of Spark masters and workers on this module's ports (from any earlier start)."""
+    ours = {f"--port\0{MASTER_PORT}\0", f"spark://127.0.0.1:{MASTER_PORT}\0"}
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = _read(f"/proc/{entry}/cmdline")
+        except OSError:
+            continue
+        if any(c in cmdline for c in DAEMON_CLASSES) and any(m in cmdline for m in ours):
+            found.append(int(entry))
+    return found
 
 
 def _read(path: str) -> str:
