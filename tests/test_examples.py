@@ -27,7 +27,8 @@ def test_compare_losses_prints_the_table_and_keeps_models_in_redis(redis_server,
     for cells in rows.values():
         f1s = [float(c) for c in cells[1:5]]
         assert all(0.0 <= f <= 1.0 for f in f1s)
-    assert "loss: soft_f1 (mean soft F1) over focal labels" in proc.stdout
+    assert "[BiLSTM] Using mean F1 loss for focal labels:\n  Nomenclature\n  Description\n" \
+        in proc.stdout
     client = redis.Redis.from_url(url)
     assert sorted(k.decode() for k in client.keys("rnn_*")) == \
         ["rnn_soft_f1_focal", "rnn_standard", "rnn_weighted_inverse"]
