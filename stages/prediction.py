@@ -25,6 +25,7 @@ from pyspark.sql import types as T
 from focalseq.arrow_columns import dense, runs
 from focalseq.stages import parquet_input
 from focalseq.stages.windows import read_window_metadata
+from focalseq.training.line_scores import line_groups, line_sums, window_lines
 
 
 def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label: bool,
@@ -272,30 +273,24 @@ def _lines_of_batch(batch, predict, plan):
     import numpy as np
     import pyarrow as pa
 
-    rows, W, labels = batch.num_rows, plan["window"], plan["labels"]
+    W, labels = plan["window"], plan["labels"]
     n = len(labels)
     tokens = _window_array(batch.column("token_ids"), W, np.int32)
     shape = _window_array(batch.column("shape"), W, np.float32)
     y = _window_array(batch.column("y"), W, None)
     probs = _predict_rows(predict, tokens, shape, plan["batch"])[..., :n]
-    # Every valid (window, line) pair, keyed by (window's document, line_idx).
-    valid = batch.column("n_valid").to_numpy().astype(np.int64)
-    win = np.repeat(np.arange(rows), valid)
-    offset = np.arange(len(win)) - np.repeat(np.cumsum(valid) - valid, valid)
-    line_idx = np.repeat(batch.column("start").to_numpy().astype(np.int64), valid) + offset
-    doc_codes = _codes(batch, plan["keys"])
-    key = doc_codes[win] * (int(line_idx.max()) + 1) + line_idx
-    unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    counts = np.bincount(inverse, minlength=len(unique))
-    p = probs[win, offset]
-    sums = [np.bincount(inverse, weights=p[:, j], minlength=len(unique)) for j in range(n)]
+    # Every valid (window, line) pair, grouped by (window's document, line_idx).
+    win, offset, line_idx = window_lines(batch.column("start").to_numpy(),
+                                         batch.column("n_valid").to_numpy())
+    first, inverse, counts = line_groups(_codes(batch, plan["keys"]), win, line_idx)
+    sums = line_sums(probs, win, offset, inverse, len(first))
     take = pa.array(win[first])
     out = {k: batch.column(k).take(take) for k in plan["keys"]}
     out["line_idx"] = pa.array(line_idx[first].astype(np.int32))
     out["_n"] = pa.array(counts.astype(np.int32))
     out["label"] = _line_labels(y[win[first], offset[first]], labels, plan["multi_label"])
     for j in range(n):
-        out[f"_p{j}"] = pa.array(sums[j])
+        out[f"_p{j}"] = pa.array(np.ascontiguousarray(sums[:, j]))
     return pa.RecordBatch.from_pydict(out)
 
 
