@@ -162,7 +162,18 @@ def _metadata_records(fs, name, rel, source) -> list:
 
 
 def _check_network(data: bytes, rel, source) -> None:
-    """Keras 2.15 imports whatever module a saved network's config names: allow only ours."""
+    """Keras 2.15 imports whatever module a saved network's config names: allow only ours.
+
+    A file that is not a zip archive never reaches that code: Keras then tries its legacy
+    formats, and loads an HDF5 network without its safe mode (a Lambda layer's saved
+    bytecode would run), so HDF5 is refused; anything else fails to load, harmlessly.
+    """
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        if _is_hdf5(data):
+            raise ValueError(f"{source}: {rel} is an HDF5 file, which Keras would load "
+                             "without its safe mode; expected the .keras (zip) file a "
+                             "focalseq model saves")
+        return
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             config = json.loads(archive.read("config.json"))
@@ -182,6 +193,16 @@ def _check_network(data: bytes, rel, source) -> None:
                     f"{node.get('class_name')!r}), which focalseq does not load; a network "
                     "may only name modules of keras and focalseq")
             stack.extend(node.values())
+
+
+def _is_hdf5(data: bytes) -> bool:
+    """The HDF5 signature at offset 0, 512, 1024, 2048, ... (where the format puts it)."""
+    offset = 0
+    while offset + 8 <= len(data):
+        if data[offset:offset + 8] == b"\x89HDF\r\n\x1a\n":
+            return True
+        offset = 512 if offset == 0 else offset * 2
+    return False
 
 
 def _allowed_network_module(module) -> bool:

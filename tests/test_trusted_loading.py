@@ -181,10 +181,21 @@ def test_a_network_naming_a_foreign_module_is_refused(evil, tmp_path):
         archive.writestr("config.json", json.dumps(config))
     with pytest.raises(ValueError, match=f"network.keras names module '{evil['module']}'"):
         persistence.load_stage(str(folder))
-    (folder / "network.keras").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="network.keras is not a Keras network archive"):
-        persistence.load_stage(str(folder))
     assert _not_imported(evil)
+
+
+def test_an_hdf5_network_is_refused(tmp_path):
+    """Keras loads a network.keras that is not a zip as legacy HDF5, without safe mode."""
+    import h5py
+
+    folder = _metadata(tmp_path / "m", "focalseq.stages.bilstm.BiLSTMModel")
+    with h5py.File(folder / "network.keras", "w", userblock_size=512) as fh:
+        fh.attrs["model_config"] = "{}"
+    with pytest.raises(ValueError, match="network.keras is an HDF5 file, which Keras would "
+                                         "load without its safe mode"):
+        persistence.check_saved(str(folder))
+    (folder / "network.keras").write_bytes(b"neither zip nor HDF5: Keras cannot load it")
+    persistence.check_saved(str(folder))
 
 
 def test_a_folder_without_metadata_says_what_was_expected(spark, tmp_path):
