@@ -262,6 +262,11 @@ def test_a_tampered_mlflow_model_is_refused_naming_its_uri(spark, mlflow_store, 
     uri = storage.save_model(PipelineModel([LineFeaturizer(maxTokens=5)]), "mlflow",
                              registered_model_name="tampered", alias="t")
     assert storage.load_model("mlflow", model_uri=uri).stages[0].getMaxTokens() == 5
+    shared = tmp_path / "shared"  # a folder the executors see, copied to and removed
+    shared.mkdir()
+    assert storage.load_model("mlflow", model_uri=uri, tmp_dir=str(shared)) \
+        .stages[0].getMaxTokens() == 5
+    assert os.listdir(shared) == []
     parts = [os.path.join(d, f) for d, _, files in os.walk(tmp_path / "artifacts")
              for f in files if f.startswith("part-") and "LineFeaturizer" in d]
     assert len(parts) == 1
