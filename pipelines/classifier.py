@@ -175,6 +175,7 @@ class FocalSeqClassifier:
         self.model = None
         self.model_location = None
         self.results = None
+        self.tuning = None
 
     def describe_loss(self) -> str:
         """What `fit` prints first at verbosity >= 1: the model, its loss and labels, in

@@ -103,6 +103,7 @@ def test_cli_run_tunes_offsets_saves_them_and_prints_no_traceback(tmp_path, spar
     # A clean console: no Py4J connection resets or any other traceback.
     assert "Traceback" not in proc.stderr, proc.stderr[-6000:]
     assert "Traceback" not in proc.stdout
+    assert "[Stage " not in proc.stderr  # Spark's console progress bars are off
     assert "offsets tuned on the validation split" in proc.stderr \
         or "offsets did not help on the validation split" in proc.stderr
 
