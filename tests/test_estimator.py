@@ -286,3 +286,24 @@ def test_interrupting_the_driver_stops_the_workers(spark, windows, tmp_path):
     assert signal.getsignal(signal.SIGINT) is before
     state = store.checkpoint_state("interrupted")
     assert state is not None and state["epoch"] < 499
+
+
+def test_the_epochs_validation_f1_is_the_evaluators_line_level_f1(windows, tmp_path):
+    """Each rank scores its documents, lines averaged over their windows, counts summed:
+    the last epoch's recorded F1s equal PerLabelEvaluator's on the model's predictions
+    of the validation split (restoreBest off: the model is the last epoch's)."""
+    from focalseq.stages.evaluation import PerLabelEvaluator
+
+    model = _estimator(str(tmp_path / "store"), runId="line-f1", epochs=2,
+                       restoreBest=False).fit(windows)
+    last = model.training_summary["history"][-1]
+    assert last["epoch"] == 1
+    predictions = model.transform(windows.filter(windows.split == "validation"))
+    report = PerLabelEvaluator(labels=LABELS, focalLabels=FOCAL, numBins=0).report(predictions)
+    assert last["val_lines"] == report["n"]
+    for label in LABELS:
+        assert last[f"val_f1_{label}"] == pytest.approx(report["per_label"][label]["f1"],
+                                                        abs=1e-6), label
+    assert last["val_focal_macro_f1"] == pytest.approx(report["focal_macro_f1"], abs=1e-6)
+    # Not a trivial agreement: some label is neither always nor never right.
+    assert any(0.05 < report["per_label"][label]["f1"] < 0.999 for label in LABELS)

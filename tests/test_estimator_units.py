@@ -480,21 +480,102 @@ def test_warmup_schedule_goes_from_one_worker_rate_to_scaled_rate():
     assert float(schedule(1000)) == pytest.approx(0.04)
 
 
-def test_window_f1_matches_sklearn():
+def _validation_files(folder, docs, rows_per_group):
+    """One Parquet file per group of documents, windows sorted by (doc_id, start), as the
+    estimator writes the validation part. `docs`: list of {doc_id: n_lines} per file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from focalseq.arrow_columns import list_array
+    from focalseq.text.windows import window_starts
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for f, group in enumerate(docs):
+        rows = {k: [] for k in ("doc_id", "start", "n_valid", "token_ids", "shape", "y",
+                                "mask")}
+        for doc, n in sorted(group.items()):
+            labels = rng.integers(-1, 3, n)  # -1: an unlabeled line
+            tokens = rng.integers(1, 64, (n, K))
+            for s in window_starts(n, W, 2):
+                valid = min(W, n - s)
+                pad = W - valid
+                rows["doc_id"].append(doc)
+                rows["start"].append(s)
+                rows["n_valid"].append(valid)
+                rows["token_ids"].append(np.pad(tokens[s:s + valid], ((0, pad), (0, 0))))
+                rows["shape"].append(np.zeros((W, F), np.float32))
+                y = np.zeros((W, 3), np.float32)
+                y[np.arange(valid)[labels[s:s + valid] >= 0],
+                  labels[s:s + valid][labels[s:s + valid] >= 0]] = 1.0
+                rows["y"].append(y)
+                rows["mask"].append((np.arange(W) < valid).astype(np.float32))
+        table = pa.table({
+            "doc_id": pa.array(rows["doc_id"]), "start": pa.array(rows["start"], pa.int32()),
+            "n_valid": pa.array(rows["n_valid"], pa.int32()),
+            **{k: list_array(np.array(rows[k]).reshape(len(rows[k]), -1))
+               for k in ("token_ids", "shape", "y", "mask")}})
+        path = str(folder / f"part-{f:05d}.parquet")
+        pq.write_table(table, path, row_group_size=rows_per_group)
+        paths.append(path)
+    return paths
+
+
+def test_validation_shares_sum_to_the_line_level_f1_and_the_whole_loss(tmp_path):
+    """Two ranks' shares (one file each, documents cut across row groups) summed give the
+    F1 of each line scored once with its windows' mean (worked out here with dicts and
+    scikit-learn) and the loss over all windows at once."""
+    import fsspec
+    import pyarrow.parquet as pq
     from sklearn.metrics import f1_score
 
-    from focalseq.training.remote import window_f1
+    from focalseq.losses import build_loss
+    from focalseq.training.remote import Validation
+    from focalseq.training.streaming import VALIDATION_COLUMNS, WindowReader
 
-    rng = np.random.default_rng(0)
-    probs = rng.random((5, W, 3))
-    y = np.eye(3)[rng.integers(0, 3, (5, W))]
-    mask = (rng.random((5, W)) < 0.8).astype(float)
-    scores = window_f1(probs, y, mask, LABELS)
-    m = mask.reshape(-1) > 0
-    truth = y.reshape(-1, 3)[m].argmax(1)
-    pred = probs.reshape(-1, 3)[m].argmax(1)
-    expected = f1_score(truth, pred, labels=[0, 1, 2], average=None, zero_division=0)
-    assert [scores[lab] for lab in LABELS] == pytest.approx(list(expected))
+    paths = _validation_files(tmp_path, [{"a": 9, "b": 3}, {"c": 7, "d": 4, "e": 11}], 2)
+    net, _ = _network_bytes(tmp_path)
+    loss = build_loss("cross_entropy", {}, LABELS)
+    dims = {"window": W, "max_tokens": K, "n_shape": F, "labels": LABELS,
+            "multi_label": False}
+    reader = WindowReader(fsspec.filesystem("file"), dims, VALIDATION_COLUMNS)
+    shares = [Validation(net, loss, reader, [p], dims, batch_size=3) for p in paths]
+    totals = sum(v.totals() for v in shares)
+    record = shares[0].record(totals, ["Nomenclature", "Description"])
+
+    everything = reader.arrays(pq.read_table(paths[0]).select(list(VALIDATION_COLUMNS)))
+    other = reader.arrays(pq.read_table(paths[1]).select(list(VALIDATION_COLUMNS)))
+    everything = {k: np.concatenate([everything[k], other[k]]) for k in everything}
+    out = net.predict({k: everything[k] for k in ("token_ids", "shape")}, verbose=0)
+    sums, truth = {}, {}
+    for w, (doc, start, valid) in enumerate(zip(everything["doc_id"], everything["start"],
+                                                 everything["n_valid"])):
+        for i in range(valid):
+            key = (doc, start + i)
+            sums.setdefault(key, []).append(out[w, i])
+            truth[key] = everything["y"][w, i]
+    lines = [k for k in sums if truth[k].max() > 0]
+    pred = [int(np.argmax(np.mean(sums[k], axis=0))) for k in lines]
+    true = [int(np.argmax(truth[k])) for k in lines]
+    expected = f1_score(true, pred, labels=[0, 1, 2], average=None, zero_division=0)
+    assert record["val_lines"] == len(lines) < sum(len(v) for v in sums.values())
+    assert [record[f"val_f1_{lab}"] for lab in LABELS] == pytest.approx(list(expected))
+    assert record["val_focal_macro_f1"] == pytest.approx(np.mean(expected[:2]))
+    whole = float(loss(everything["y"], out, sample_weight=everything["mask"]))
+    assert record["val_loss"] == pytest.approx(whole, rel=1e-5)
+
+
+def test_peak_rss_is_the_process_high_water_mark():
+    import psutil
+
+    from focalseq.training.remote import peak_rss_mb
+
+    before = peak_rss_mb()
+    block = np.ones(64 * 1024 * 1024 // 8)  # 64 MB, touched
+    now = psutil.Process().memory_info().rss / 2 ** 20
+    assert peak_rss_mb() >= now - 1
+    assert peak_rss_mb() >= before
+    del block
 
 
 def test_optimizer_state_survives_a_checkpoint_round_trip():

@@ -4,13 +4,16 @@
 of plain values built by the driver (focalseq.stages.bilstm.BiLSTMEstimator). TensorFlow and Horovod are
 imported here, never by the stages, so importing a stage stays cheap.
 
-Per worker: init Horovod, pin one GPU by local rank (CPU threads otherwise), read this
-rank's petastorm shard, build the network and the loss from the registry, wrap the
-optimizer in hvd.DistributedOptimizer with the learning rate scaled by the number of
-workers (warmed up from the one-worker rate), restore the last checkpoint when resuming,
-broadcast rank 0's variables, and train. Rank 0 alone evaluates the validation split,
-writes checkpoints, progress and MLflow metrics, and decides early stopping; the decision
-is broadcast so every rank stops at the same epoch.
+Per worker: init Horovod, pin one GPU by local rank (CPU threads otherwise), find this
+rank's row groups of the training Parquet and the steps per epoch every rank shares
+(`focalseq.training.streaming`: the shard is read a few row groups at a time, never
+whole), build the network and the loss from the registry, wrap the optimizer in
+hvd.DistributedOptimizer with the learning rate scaled by the number of workers (warmed
+up from the one-worker rate), restore the last checkpoint when resuming, broadcast rank
+0's variables, and train. At each epoch's end every rank scores its files of the
+validation split line by line (`Validation`) and one collective sums the counts; rank 0
+writes checkpoints, progress and MLflow metrics, and decides early stopping; the
+decision is broadcast so every rank stops at the same epoch.
 """
 import io
 import json
@@ -28,6 +31,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from focalseq.training import line_scores, streaming
 from focalseq.training.packed import one_collective, packable
 
 logger = logging.getLogger(__name__)
@@ -76,33 +80,38 @@ def _train(spec: dict, scratch: str) -> dict:
 
     hvd = _init_horovod(spec)
     store = RunStore(spec["store"])
-    run_id, dims = spec["run_id"], spec["dims"]
+    run_id = spec["run_id"]
     state = store.checkpoint_state(run_id)
     initial_epoch = 0 if state is None else state["epoch"] + 1
     done = initial_epoch >= spec["epochs"] or bool((state or {}).get("stopped"))
 
-    train = None
-    steps = 1
+    groups, steps, batch = [], 1, spec["batch_size"]
     if not done:
-        train = read_windows(store.url(run_id, "data", "part=train"), dims, hvd.rank(),
-                             hvd.size())
-        steps = _steps_per_epoch(hvd, len(train["mask"]), spec["batch_size"])
+        groups = streaming.row_groups(store.fs, streaming.parquet_files(
+            store.fs, store.path(run_id, "data", "part=train")))
+        steps, batch = streaming.equal_steps(groups, hvd.size(), spec["batch_size"])
     model, loss = _build_model(hvd, spec, steps)
     if state is not None:
         _restore(model, store, run_id, state["epoch"], scratch)
     if done:
         return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch)
 
-    val = None
-    if spec["has_validation"] and hvd.rank() == 0:
-        val = read_windows(store.url(run_id, "data", "part=validation"), dims, 0, 1)
+    val_files = []
+    if spec["has_validation"]:
+        val_files = streaming.files_of_rank(streaming.parquet_files(
+            store.fs, store.path(run_id, "data", "part=validation")), hvd.rank(), hvd.size())
     _broadcast_variables(hvd, model)
-    callbacks = [ValidateAndCheckpoint(hvd, model, loss, store, spec, val, state, steps, scratch)]
+    callbacks = [ValidateAndCheckpoint(hvd, model, loss, store, spec, val_files, state,
+                                       steps * batch, scratch)]
     if getattr(loss, "progress", None) is not None:
         from focalseq.losses import CurriculumCallback
 
         callbacks.append(CurriculumCallback(loss, spec["epochs"]))
-    model.fit(_train_dataset(train, spec, hvd.rank()), epochs=spec["epochs"],
+    reader = streaming.WindowReader(store.fs, spec["dims"])
+    batches = streaming.training_batches(
+        reader, streaming.shard(groups, hvd.rank(), hvd.size()), batch, steps, spec["seed"],
+        hvd.rank(), initial_epoch)
+    model.fit(_train_dataset(batches, batch, spec["dims"]), epochs=spec["epochs"],
               initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
               verbose=0)
     return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch)
@@ -159,7 +168,10 @@ def cpu_threads(workers_on_host: int) -> int:
 
 
 def read_windows(url: str, dims: dict, shard: int, shard_count: int) -> dict:
-    """Reads one shard of windowed Parquet with petastorm into dense numpy arrays."""
+    """Reads one whole shard of windowed Parquet with petastorm into dense numpy arrays.
+
+    For inspection and tests; training streams its shard (`focalseq.training.streaming`).
+    """
     from petastorm import make_batch_reader
 
     W, K, F, L = dims["window"], dims["max_tokens"], dims["n_shape"], len(dims["labels"])
@@ -178,17 +190,6 @@ def read_windows(url: str, dims: dict, shard: int, shard_count: int) -> dict:
     dtypes = {"token_ids": np.int32, "shape": np.float32, "y": np.float32, "mask": np.float32}
     return {name: (np.concatenate(chunks) if chunks else np.zeros((0,) + shapes[name]))
             .reshape((-1,) + shapes[name]).astype(dtypes[name]) for name, chunks in parts.items()}
-
-
-def _steps_per_epoch(hvd, n_local: int, batch_size: int) -> int:
-    """Every rank must run the same number of steps, or the allreduce would hang."""
-    import horovod.tensorflow as hvd_tf
-
-    sizes = hvd_tf.allgather_object(n_local)
-    if min(sizes) == 0:
-        raise ValueError(f"training data: some workers got no windows (windows per worker: "
-                         f"{sizes}); use fewer workers (numProc) or more training data")
-    return max(1, min(sizes) // batch_size)
 
 
 def build_plain_network(spec, loss=None) -> tf.keras.Model:
@@ -311,30 +312,31 @@ def _broadcast_variables(hvd, model):
     hvd_tf.broadcast_variables(variables, root_rank=0)
 
 
-def _train_dataset(data, spec, rank):
-    """Shuffled fixed-size batches, reshuffled every pass over this rank's windows.
+def _train_dataset(batches, batch_size: int, dims: dict):
+    """The worker's batches (`focalseq.training.streaming.training_batches`) for Keras.
 
-    Batches are gathered by index from tensors held once in the pipeline (as Keras does
-    for numpy input), not sliced element by element, so the input costs almost nothing
-    next to a training step.
+    Endless (Keras then keeps one iterator across epochs, so each epoch continues the
+    generator where the last stopped) and with a fixed batch size, so the training step
+    is traced once.
     """
-    n, batch = len(data["mask"]), spec["batch_size"]
-    tensors = ({k: data[k] for k in INPUTS}, data["y"], data["mask"])
-    indices = (tf.data.Dataset.range(n)
-               .shuffle(n, seed=spec["seed"] + rank, reshuffle_each_iteration=True)
-               .repeat().batch(min(batch, n), drop_remainder=True))
-    held = tf.data.Dataset.from_tensors(tensors).repeat()
+    W, K, F, L = dims["window"], dims["max_tokens"], dims["n_shape"], len(dims["labels"])
+    signature = ({"token_ids": tf.TensorSpec((batch_size, W, K), tf.int32),
+                  "shape": tf.TensorSpec((batch_size, W, F), tf.float32)},
+                 tf.TensorSpec((batch_size, W, L), tf.float32),
+                 tf.TensorSpec((batch_size, W), tf.float32))
 
-    def gather(index, arrays):
-        return tf.nest.map_structure(lambda a: tf.gather(a, index), arrays)
+    def generate():
+        for b in batches:
+            yield {k: b[k] for k in INPUTS}, b["y"], b["mask"]
 
     options = tf.data.Options()
     # One batch ahead on one input thread: the training step, not the input, should
     # have the CPU (a worker usually owns a single core).
     options.autotune.enabled = False
     options.threading.private_threadpool_size = 1
-    return (tf.data.Dataset.zip((indices, held)).map(gather).prefetch(1)
-            .with_options(options))
+    return (tf.data.Dataset.from_generator(generate, output_signature=signature)
+            .apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+            .prefetch(1).with_options(options))
 
 
 # Checkpoints ---------------------------------------------------------------------------
@@ -382,39 +384,107 @@ def _restore(model, store, run_id, epoch, scratch):
 # The epoch end -------------------------------------------------------------------------
 
 
-def predict_probs(model, data: dict, n_labels: int, batch_size: int = 256) -> np.ndarray:
-    out = model.predict({k: data[k] for k in INPUTS}, batch_size=batch_size, verbose=0)
-    return out[..., :n_labels]
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (getrusage, Unix)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def window_f1(probs, y, mask, labels, multi_label=False) -> dict:
-    """Per-label F1 over the unmasked lines of a set of windows."""
-    m = mask.reshape(-1) > 0
-    p = probs.reshape(-1, probs.shape[-1])[m]
-    t = y.reshape(-1, y.shape[-1])[m]
-    if multi_label:
-        pred = p >= 0.5
-    else:
-        pred = np.eye(p.shape[1], dtype=bool)[p.argmax(1)]
-    true = t > 0.5
-    scores = {}
-    for j, label in enumerate(labels):
-        tp = float(np.sum(pred[:, j] & true[:, j]))
-        fp = float(np.sum(pred[:, j] & ~true[:, j]))
-        fn = float(np.sum(~pred[:, j] & true[:, j]))
-        scores[label] = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
-    return scores
+class Validation:
+    """One rank's share of the per-epoch validation: its files of the validation split.
+
+    The windows are read a row group at a time and scored by the network; each line gets
+    the mean probability of the windows covering it (`focalseq.training.line_scores`), as
+    the evaluator's predictions do, and counts once. A document's windows are all in one
+    file (the estimator writes them so), hence on one rank.
+
+    Args:
+        net: the network being trained.
+        loss: its loss (a fresh local copy scores each row group).
+        reader: a `streaming.WindowReader` of the validation columns.
+        files: this rank's validation files.
+        dims: the windows' dimensions.
+    """
+
+    def __init__(self, net, loss, reader, files, dims, batch_size=256):
+        self.net, self.loss, self.reader, self.files = net, loss, reader, files
+        self.labels, self.multi_label = dims["labels"], dims["multi_label"]
+        self.batch_size = batch_size
+        self._forward = None
+
+    def totals(self) -> np.ndarray:
+        """[loss x positions, positions, lines, TP..., FP..., FN...] of this rank's share.
+
+        Positions are the unmasked (window, line) pairs: the losses average over them, so
+        weighting each row group's loss by its positions gives, summed over ranks, the
+        loss of the whole split (exactly for the losses that are means over lines).
+        """
+        n = len(self.labels)
+        counts = line_scores.LineCounts(n, self.multi_label)
+        # A fresh local copy: never communicates, and sees the curriculum's progress now.
+        loss = self.loss.local_copy()
+        loss_sum, positions = 0.0, 0.0
+        for path in self.files:
+            for part in self.reader.file_batches(path):
+                rows = len(part["mask"])
+                if not rows:
+                    continue
+                out = self._predict(part)
+                weight = float(part["mask"].sum())
+                loss_sum += float(loss(part["y"], out, sample_weight=part["mask"])) * weight
+                positions += weight
+                counts.add(part["doc_id"], part["start"], part["n_valid"], out[..., :n],
+                           part["y"])
+        confusion = counts.finish()  # scores the last document: count lines after it
+        return np.concatenate([[loss_sum, positions, counts.lines], confusion.reshape(-1)])
+
+    def _predict(self, part) -> np.ndarray:
+        if self._forward is None:
+            # Traced once for any number of rows: the row groups' sizes vary.
+            net = self.net
+            signature = {name: tf.TensorSpec((None,) + tuple(x.shape[1:]), x.dtype)
+                         for name, x in zip(net.input_names, net.inputs)}
+            self._forward = tf.function(lambda inputs: net(inputs, training=False),
+                                        input_signature=[signature])
+        rows = len(part["mask"])
+        return np.concatenate([
+            self._forward({k: part[k][i:i + self.batch_size] for k in INPUTS}).numpy()
+            for i in range(0, rows, self.batch_size)]).astype(np.float32, copy=False)
+
+    def record(self, totals, focal_labels) -> dict:
+        """The progress fields from the totals summed over the ranks."""
+        n = len(self.labels)
+        loss_sum, positions, lines = totals[:3]
+        f1 = line_scores.f1_scores(np.asarray(totals[3:]).reshape(3, n))
+        by_label = dict(zip(self.labels, f1.tolist()))
+        record = {"val_loss": float(loss_sum / positions) if positions else float("nan"),
+                  "val_lines": int(lines)}
+        record.update({f"val_f1_{label}": by_label[label] for label in self.labels})
+        record["val_focal_macro_f1"] = float(np.mean(
+            [by_label[label] for label in (focal_labels or self.labels)]))
+        return record
 
 
 class ValidateAndCheckpoint(tf.keras.callbacks.Callback):
-    """Every rank: average the epoch loss. Rank 0: validation, checkpoint, progress,
-    MLflow and the early-stopping decision, which is broadcast to all ranks."""
+    """Every rank: its share of the validation split, then one collective that sums the
+    epoch's loss, CPU time and validation counts. Rank 0: checkpoint, progress, MLflow
+    and the early-stopping decision, which is broadcast to all ranks."""
 
-    def __init__(self, hvd, model, loss, store, spec, val, state, steps, scratch):
+    def __init__(self, hvd, model, loss, store, spec, val_files, state, windows_per_rank,
+                 scratch):
         super().__init__()
         self.hvd, self.net, self.loss, self.store = hvd, model, loss, store
-        self.spec, self.val, self.scratch = spec, val, scratch
-        self.windows = steps * spec["batch_size"] * hvd.size()
+        self.spec, self.scratch = spec, scratch
+        self.validation = None
+        if spec["has_validation"]:
+            reader = streaming.WindowReader(store.fs, spec["dims"],
+                                            streaming.VALIDATION_COLUMNS)
+            self.validation = Validation(model, loss, reader, val_files, spec["dims"])
+        self.windows = windows_per_rank * hvd.size()
         state = state or {}
         self.best = state.get("best_score", -np.inf)
         self.best_epoch = state.get("best_epoch", -1)
@@ -430,27 +500,32 @@ class ValidateAndCheckpoint(tf.keras.callbacks.Callback):
 
         train_seconds = time.time() - self.started
         local = [float((logs or {}).get("loss", np.nan)), time.process_time() - self.cpu_started]
-        # One collective: the ranks' mean loss and their CPU seconds of the epoch together.
-        total = hvd_tf.allreduce(tf.constant(local, tf.float64), op=hvd_tf.Sum,
+        if self.validation is not None:
+            local.extend(self.validation.totals())
+        local.append(peak_rss_mb())
+        # One collective: every rank's loss, CPU seconds, validation counts and peak
+        # memory; summed here (the memory: the largest).
+        every = hvd_tf.allgather(tf.constant([local], tf.float64),
                                  name=f"epoch_end_{epoch}").numpy()
+        total = every[:, :-1].sum(0)
         loss, cpu_seconds = float(total[0]) / self.hvd.size(), float(total[1])
         stop = 0
         if self.hvd.rank() == 0:
-            stop = int(self._rank0_epoch_end(epoch, loss, train_seconds, cpu_seconds))
+            record = {"epoch": epoch, "epochs": self.spec["epochs"], "loss": loss,
+                      "learning_rate": _current_lr(self.net.optimizer),
+                      "windows": self.windows, "train_seconds": round(train_seconds, 3),
+                      "train_cpu_seconds": round(cpu_seconds, 3),
+                      "worker_peak_rss_mb": round(float(every[:, -1].max()), 1)}
+            if self.validation is not None and total[3] > 0:
+                record.update(self.validation.record(total[2:], self.spec["focal_labels"]))
+            stop = int(self._rank0_epoch_end(epoch, record))
         stop = int(hvd_tf.broadcast(tf.constant(stop), 0, name=f"stop_{epoch}").numpy())
         if stop:
             self.model.stop_training = True
 
-    def _rank0_epoch_end(self, epoch, loss, train_seconds, cpu_seconds):
+    def _rank0_epoch_end(self, epoch, record):
         spec, run_id = self.spec, self.spec["run_id"]
-        record = {"epoch": epoch, "epochs": spec["epochs"], "loss": loss,
-                  "learning_rate": _current_lr(self.net.optimizer),
-                  "windows": self.windows, "train_seconds": round(train_seconds, 3),
-                  "train_cpu_seconds": round(cpu_seconds, 3)}
-        score = -loss
-        if self.val is not None and len(self.val["mask"]):
-            record.update(self._validate())
-            score = record["val_focal_macro_f1"]
+        score = record.get("val_focal_macro_f1", -record["loss"])
         improved = score > self.best + spec["min_delta"]
         if improved:
             self.best, self.best_epoch, self.wait = score, epoch, 0
@@ -463,18 +538,6 @@ class ValidateAndCheckpoint(tf.keras.callbacks.Callback):
         self.store.append_line(self.store.progress_path(run_id), json.dumps(record))
         log_mlflow(spec, record, epoch)
         return stop
-
-    def _validate(self) -> dict:
-        labels, multi = self.spec["dims"]["labels"], self.spec["dims"]["multi_label"]
-        out = self.net.predict({k: self.val[k] for k in INPUTS}, batch_size=256, verbose=0)
-        # A fresh local copy: never communicates, and sees the curriculum's progress now.
-        val_loss = self.loss.local_copy()(self.val["y"], out, sample_weight=self.val["mask"])
-        f1 = window_f1(out[..., :len(labels)], self.val["y"], self.val["mask"], labels, multi)
-        focal = self.spec["focal_labels"] or labels
-        record = {"val_loss": float(val_loss)}
-        record.update({f"val_f1_{label}": f1[label] for label in labels})
-        record["val_focal_macro_f1"] = float(np.mean([f1[label] for label in focal]))
-        return record
 
     def _checkpoint(self, epoch, improved, stop):
         store, run_id = self.store, self.spec["run_id"]
