@@ -50,6 +50,7 @@ from focalseq.training.run_store import RunStore
 logger = logging.getLogger(__name__)
 
 WINDOW_COLUMNS = ("token_ids", "shape", "y", "mask")
+DOCUMENT_COLUMNS = ("doc_id", "start", "n_valid")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # The params' names for the loss-config rules' errors.
 _PARAM_NAMES = {"class_weights": "classWeights", "weight_strategy": "weightStrategy",
@@ -235,17 +236,32 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         """Writes the run's windows once (kept until the fit succeeds); {part: windows}."""
         url = store.url(run_id, "data")
         if not store.exists(store.path(run_id, "data", "_SUCCESS")):
-            # Round-robin files of equal size: petastorm shards by row group, and the
-            # smallest shard sets every worker's steps per epoch.
-            n_files = 2 * self.getNumProc()
-            (dataset.select(*WINDOW_COLUMNS, self._split_expr(dataset).alias("part"))
-             .filter(F.col("part").isNotNull()).repartition(n_files)
+            part = self._split_expr(dataset).alias("part")
+            (self._data_files(dataset.select(*_data_columns(dataset), part)
+                              .filter(F.col("part").isNotNull()))
              .write.mode("overwrite").partitionBy("part")
              .option("parquet.block.size", str(self.getRowGroupBytes())).parquet(url))
         if not store.glob(store.path(run_id, "data", "part=*")):
             return {}
         rows = dataset.sparkSession.read.parquet(url).groupBy("part").count().collect()
         return {r["part"]: int(r["count"]) for r in rows}
+
+    def _data_files(self, rows: DataFrame) -> DataFrame:
+        """`rows` arranged into the 2 x numProc files of each part the workers read.
+
+        Training windows spread evenly over the files: the workers shard them by row
+        group, and the smallest shard sets every worker's steps per epoch. Validation
+        windows go by document, sorted by (doc_id, start): each document's windows lie
+        together in one file, so the one worker reading that file can average every
+        line over all the windows covering it (`focalseq.training.streaming`).
+        """
+        n_files = 2 * self.getNumProc()
+        if "doc_id" not in rows.columns:  # no documents, hence no validation windows
+            return rows.repartition(n_files)
+        validation = F.col("part") == F.lit("validation")
+        key = F.when(validation, F.xxhash64("doc_id")).otherwise(F.xxhash64("doc_id", "start"))
+        return rows.repartition(n_files, key).sortWithinPartitions(
+            "part", F.when(validation, F.col("doc_id")), F.when(validation, F.col("start")))
 
     def _label_counts(self, store, run_id, spark, labels) -> dict:
         given = self.getLabelCounts()
@@ -294,6 +310,17 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
 def _finished(state, epochs) -> bool:
     return state is not None and (bool(state.get("stopped")) or state["epoch"] + 1 >= epochs)
 
+
+
+def _data_columns(dataset: DataFrame) -> list:
+    """The columns the workers read: the window arrays, and what places each window in
+    its document (validation scores lines) when the windows have it."""
+    place = [c for c in DOCUMENT_COLUMNS if c in dataset.columns]
+    if len(place) < len(DOCUMENT_COLUMNS) and (place or "split" in dataset.columns):
+        raise ValueError(f"windows: columns {list(DOCUMENT_COLUMNS)} place each window in "
+                         f"its document (validation scores lines); got only {place} "
+                         "(build windows with Windower)")
+    return list(WINDOW_COLUMNS) + place
 
 
 def _label_sums(batches, n):
