@@ -31,8 +31,11 @@ def logistic_pipeline(labels, vocab_size: int, n_shape: int, reg_param: float = 
         "SELECT *, transform(token_ids, t -> CAST(t AS STRING)) AS _tokens"
         + "".join(f", shape[{i}] AS {c}" for i, c in enumerate(shape_cols))
         + " FROM __THIS__"))
+    # "error": the index's metadata then names exactly `labels`, so the regression has one
+    # class (and one probability) per label; an extra "unknown" class would add a column
+    # of probability no label stands for. Training lines always carry one of `labels`.
     indexer = StringIndexerModel.from_labels(list(labels), inputCol="label",
-                                             outputCol="label_index", handleInvalid="keep")
+                                             outputCol="label_index", handleInvalid="error")
     tf = HashingTF(inputCol="_tokens", outputCol="_tf", numFeatures=vocab_size)
     assembler = VectorAssembler(inputCols=["_tf"] + shape_cols, outputCol="features")
     lr = LogisticRegression(featuresCol="features", labelCol="label_index",
@@ -107,7 +110,10 @@ def train_logistic(spark, cfg, lines: DataFrame = None, class_weights=None,
     featurizer = builders.featurizer(cfg)
     fitted = logistic_pipeline(cfg.labels, cfg.features.vocab_size, featurizer.n_shape()).fit(
         add_weights(train, weights))
-    return PipelineModel([builders.parser(cfg), featurizer] + fitted.stages)
+    # The label index serves the fit only: a model that labels new, unlabelled lines
+    # must not need a label.
+    predicting = [s for s in fitted.stages if not isinstance(s, StringIndexerModel)]
+    return PipelineModel([builders.parser(cfg), featurizer] + predicting)
 
 
 def evaluate_logistic(spark, cfg, model, split: str = "test", lines: DataFrame = None,
