@@ -18,6 +18,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import threading
@@ -200,6 +201,7 @@ def run_horovod(spec, num_proc, store, worker=None) -> dict:
         from focalseq.training.remote import train_worker as worker
 
     run_id = spec["run_id"]
+    lost_before = lost_executors()
     handlers = _signal_handlers()
     started = time.time()
     with ProgressTail(store, run_id, spec["focal_labels"] or spec["dims"]["labels"]):
@@ -211,8 +213,11 @@ def run_horovod(spec, num_proc, store, worker=None) -> dict:
                 raise KeyboardInterrupt(f"training of run {run_id} interrupted; its workers "
                                         f"were stopped. Fit with runId={run_id!r} to resume "
                                         "from the last complete epoch") from exc
-            raise RuntimeError(f"distributed training of run {run_id} failed:\n"
-                               f"{_worker_errors(store, run_id) or exc}") from exc
+            # A rank without an exit status lost its task service, most likely with its
+            # executor: give Spark a moment to record the executor's loss.
+            wait = 3.0 if "Exit code: None" in str(exc) else 0.0
+            raise RuntimeError(failure_message(run_id, exc, store,
+                                               _newly_lost(lost_before, wait))) from exc
         finally:
             _restore_signal_handlers(handlers)
     logger.info("run %s: %d workers finished in %.1fs", run_id, num_proc, time.time() - started)
@@ -250,8 +255,132 @@ def _gloo_interrupted(handlers) -> bool:
     return False
 
 
+# Horovod's launcher names the first worker process that exited non-zero by its index,
+# which is its rank (processes are launched in rank order).
+_HOROVOD_EXIT = re.compile(r"Process name:\s*(\S+)\s+Exit code:\s*(-?\d+|None)")
+# Spark's words for an executor that went away under a running task.
+_EXECUTOR_LOST = re.compile(r"ExecutorLostFailure \(executor (\S+) exited[^)]*\)"
+                            r"(?:\s*Reason:\s*([^\n]+))?")
+_COMMAND_EXIT = re.compile(r"exited with code (-?\d+)")
+
+
+def lost_executors() -> dict:
+    """{executor id: (host:port, reason)} of the executors the active Spark app removed.
+
+    The reason is Spark's, e.g. "Command exited with code 137" (the worker saw the JVM
+    die). Empty without a SparkContext or where Spark's status store cannot be read.
+    """
+    from pyspark import SparkContext
+    from py4j.protocol import Py4JError
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return {}
+    try:
+        executors = sc._jsc.sc().statusStore().executorList(False)
+        lost = {}
+        for i in range(executors.size()):
+            e = executors.apply(i)
+            if not e.isActive() and e.id() != "driver":
+                reason = e.removeReason()
+                lost[e.id()] = (e.hostPort(), reason.get() if reason.isDefined() else "")
+        return lost
+    except (Py4JError, AttributeError):  # a Spark whose private status API differs
+        return {}
+
+
+def _newly_lost(before: dict, wait: float = 3.0) -> dict:
+    """Executors lost since `before`; waits briefly, as Spark records a loss asynchronously."""
+    deadline = time.time() + wait
+    while True:
+        lost = {k: v for k, v in lost_executors().items() if k not in before}
+        if lost or time.time() >= deadline:
+            return lost
+        time.sleep(0.5)
+
+
+def failure_message(run_id, exc, store, executors=None) -> str:
+    """What ended a failed run, the lost executor or rank and its exit status first.
+
+    A process that is killed (SIGKILL by the kernel's OOM killer, a preempted node,
+    kill -9) writes no traceback of its own; the tracebacks the other ranks write then
+    only show the knock-on ("Horovod has been shut down"). So the first line names what
+    was lost: the executors Spark removed during the run (`executors`, from
+    `lost_executors`: a rank dies with its executor), else the rank Horovod saw exit
+    first; the workers' tracebacks follow, first failure first.
+
+    >>> failure_message("r1", RuntimeError("Horovod detected that one or more processes "
+    ...     "exited with non-zero status, thus causing the job to be terminated. The first "
+    ...     "process to do so was:\\nProcess name: 1\\nExit code: 137\\n"), None
+    ...     ).splitlines()[0]
+    'distributed training of run r1 failed: rank 1 exited with status 137 (killed by SIGKILL)'
+    >>> first = failure_message("r1", RuntimeError("Process name: 1\\nExit code: None"),
+    ...     None, {"1": ("10.0.0.3:4100", "Command exited with code 137")}).splitlines()[0]
+    >>> for part in first.split(" failed: ")[1].split("; "):
+    ...     print(part)
+    executor 1 on 10.0.0.3:4100 was lost (Command exited with code 137 (killed by SIGKILL))
+    Horovod rank 1 exited with no exit status (its task service is gone)
+    """
+    text = str(exc).replace("\\n", "\n")
+    lost = _HOROVOD_EXIT.search(text)
+    executor = _EXECUTOR_LOST.search(text)
+    rank = None
+    if lost:
+        status = ("no exit status (its task service is gone)" if lost.group(2) == "None"
+                  else describe_exit(int(lost.group(2))))
+        rank = f"rank {lost.group(1)} exited with {status}"
+    if executors:
+        cause = "; ".join(f"executor {eid} on {host} was lost ({_executor_reason(reason)})"
+                          for eid, (host, reason) in sorted(executors.items()))
+        if rank:
+            cause += f"; Horovod {rank}"
+    elif rank:
+        cause = rank
+    elif executor:
+        reason = (executor.group(2) or "").strip()
+        cause = f"executor {executor.group(1)} was lost" + (f": {reason}" if reason else "")
+    else:
+        first = next((line for line in text.splitlines() if line.strip()), repr(exc))
+        cause = f"{type(exc).__name__}: {first.strip()}"
+    parts = [f"distributed training of run {run_id} failed: {cause}"]
+    tracebacks = _worker_errors(store, run_id) if store is not None else ""
+    if tracebacks:
+        parts.append("the workers' own errors, first failure first:\n" + tracebacks)
+    if not lost and not executor and not executors and text.strip() != parts[0]:
+        parts.append(f"raised by horovod.spark.run: {text.strip()[:4000]}")
+    return "\n".join(parts)
+
+
+def _executor_reason(reason: str) -> str:
+    """Spark's removal reason, its exit code explained: `Command exited with code 137
+    (killed by SIGKILL)`."""
+    if not reason:
+        return "no reason recorded"
+    code = _COMMAND_EXIT.search(reason)
+    if code is None:
+        return reason
+    explained = describe_exit(int(code.group(1)))
+    return reason + explained[len(f"status {code.group(1)}"):]
+
+
+def describe_exit(code: int) -> str:
+    """`status 137 (killed by SIGKILL)` for a process exit code (negative: the signal).
+
+    >>> describe_exit(-9), describe_exit(1)
+    ('status -9 (killed by SIGKILL)', 'status 1')
+    """
+    number = -code if code < 0 else code - 128 if 128 < code < 160 else None
+    if number is None:
+        return f"status {code}"
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        return f"status {code}"
+    return f"status {code} (killed by {name})"
+
+
 def _worker_errors(store, run_id) -> str:
-    """The workers' own tracebacks, the first failure (the cause) first."""
+    """The workers' own tracebacks, the first failure first."""
     texts = []
     for path in store.glob(store.path(run_id, "errors", "*_rank_*.txt")):
         rank = path.rsplit("_rank_", 1)[-1][:-len(".txt")]
