@@ -501,6 +501,7 @@ def main(argv=None) -> int:
                         help="workers on loopback, no namespaces")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     if args.command == "start":
         state = LocalCluster(args.dir, args.workers, args.subnet,
                              namespaces=False if args.loopback else None).start()
