@@ -9,7 +9,6 @@ same settings resumes from the last complete epoch (or returns the finished mode
 run id means one training, so other settings are refused (the run's `settings.json`),
 and so is a second fit of a run id while the first is alive (`focalseq.training.run_lock`).
 
-
 `BiLSTMModel` predicts with the Arrow engine of `focalseq.stages.prediction` (overlapping
 windows' probabilities averaged onto each line) and decides with the rule of
 `focalseq.stages.decision`. It saves its network beside its params.
