@@ -122,9 +122,11 @@ class LocalCluster:
         if use_ns:
             self.state = self._network()
         else:
-            logger.warning("local cluster: network namespaces unavailable (needs root and "
-                           "iproute2's `ip`); the workers run on loopback, so Spark and "
-                           "Horovod see ONE host, not %d", self.n_workers)
+            why = ("not asked for" if self.namespaces is False else
+                   "unavailable (they need root, iproute2's `ip` and `unshare`)")
+            logger.warning("local cluster: network namespaces %s; the workers run on "
+                           "loopback, so Spark and Horovod see ONE host, not %d", why,
+                           self.n_workers)
             self.state = ClusterState(
                 mode="loopback", base_dir=self.base_dir, driver_host="127.0.0.1",
                 master_url=f"spark://127.0.0.1:{MASTER_PORT}", nics=["lo"],
