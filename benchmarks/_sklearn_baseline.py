@@ -201,11 +201,24 @@ def _counts(corpus: Corpus, tokens: str):
     return corpus.cache[key]
 
 
-def _hash_columns(vocab, prefix: str, num_features: int) -> np.ndarray:
+def _hash_columns(corpus: Corpus, tokens: str, prefix: str, num_features: int) -> np.ndarray:
     from sklearn.utils import murmurhash3_32
 
-    return np.fromiter((murmurhash3_32(prefix + t, seed=42, positive=True) % num_features
-                        for t in vocab), dtype=np.int64, count=len(vocab))
+    key = f"hash-{tokens}-{prefix}-{num_features}"
+    if key not in corpus.cache:
+        vocab = _counts(corpus, tokens)[1]
+        corpus.cache[key] = np.fromiter(
+            (murmurhash3_32(prefix + t, seed=42, positive=True) % num_features for t in vocab),
+            dtype=np.int64, count=len(vocab))
+    return corpus.cache[key]
+
+
+def _shifted_counts(corpus: Corpus, tokens: str, k: int):
+    key = f"shift-{tokens}-{k}"
+    if key not in corpus.cache:
+        counts = _counts(corpus, tokens)[0]
+        corpus.cache[key] = counts if k == 0 else shifted(counts, corpus.doc, k)
+    return corpus.cache[key]
 
 
 def _idf(x_train, formula: str, min_doc_freq: int) -> np.ndarray:
@@ -252,19 +265,18 @@ class Variant:
 
 def features(corpus: Corpus, splits: np.ndarray, v: Variant):
     """The feature matrix of `v` for all lines (IDF fitted on the training lines)."""
-    counts, vocab = _counts(corpus, v.tokens)
     train = splits == "train"
     offsets = (0,) + CONTEXT
 
     def hashed(x, prefix):
         if v.num_features is None:
             return x
-        cols = _hash_columns(vocab, prefix, v.num_features)
+        cols = _hash_columns(corpus, v.tokens, prefix, v.num_features)
         x = x.tocoo()
         return sparse.csr_matrix((x.data, (x.row, cols[x.col])),
                                  shape=(x.shape[0], v.num_features))
 
-    shifts = {k: counts if k == 0 else shifted(counts, corpus.doc, k) for k in offsets}
+    shifts = {k: _shifted_counts(corpus, v.tokens, k) for k in offsets}
     if v.context == "prefixed":
         blocks = [hashed(shifts[k], f"{k:+d}:") for k in offsets]
         # With hashing every offset shares one space (Spark's prefixed tokens in one
@@ -286,7 +298,13 @@ def ablation(corpus: Corpus, splits: np.ndarray, labels, focal_labels, v: Varian
     """Fits variant `v` of the Spark baseline; returns reports per split, seconds, C used."""
     started = time.time()
     keep = splits != ""
-    x = features(corpus, splits, v)[keep]
+    # Rows that differ only in the classifier share their features.
+    key = ("features", v.tokens, v.num_features, v.idf, v.sublinear_tf, v.context,
+           hash(splits.tobytes()) if splits.dtype != object else hash(tuple(splits)))
+    if corpus.cache.get("features-key") != key:
+        corpus.cache["features-key"] = key
+        corpus.cache["features"] = features(corpus, splits, v)[keep]
+    x = corpus.cache["features"]
     y = np.asarray(corpus.label, dtype=object)[keep]
     s = splits[keep]
     train = s == "train"
