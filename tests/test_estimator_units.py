@@ -652,7 +652,8 @@ def test_progress_tail_logs_each_record_once(tmp_path, caplog):
         store.append_line(path, json.dumps({"epoch": 2, "epochs": 3, "loss": 0.25,
                                             "seconds": 1}))
     lines = [r.getMessage() for r in caplog.records if "| loss" in r.getMessage()]
-    assert lines == ["run r: epoch 2/3 | loss 0.5000 | 1.0s",
+    # Epochs 1 and 2 took 1 s each: about 1 s left after epoch 2, nothing after the last.
+    assert lines == ["run r: epoch 2/3 | loss 0.5000 | 1.0s, about 1s left",
                      "run r: epoch 3/3 | loss 0.2500 | 1.0s"]
 
 

@@ -140,7 +140,7 @@ class ProgressTail:
 
 def seconds_left(records, record):
     """The run's time left after `record`: its epochs' mean duration so far times the
-    epochs still to come (None without a known epoch count).
+    epochs still to come (None without a known epoch count, and after the last epoch).
 
     >>> seconds_left([{"epoch": 0, "seconds": 3.0}, {"epoch": 1, "seconds": 5.0}],
     ...              {"epoch": 1, "epochs": 4, "seconds": 5.0})
@@ -150,9 +150,10 @@ def seconds_left(records, record):
     if not isinstance(epochs, int):
         return None
     done = [r["seconds"] for r in records if r["epoch"] <= record["epoch"] and "seconds" in r]
-    if not done:
+    to_come = epochs - record["epoch"] - 1
+    if not done or to_come <= 0:
         return None
-    return sum(done) / len(done) * max(0, epochs - record["epoch"] - 1)
+    return sum(done) / len(done) * to_come
 
 
 def _controller() -> dict:
