@@ -39,6 +39,8 @@ from focalseq.text.features import SHAPE_FEATURES
 CHOICES = {
     "data.source": ("synthetic", "files"),
     "data.format": ("yedda", "plain"),
+    "data.unlabelled": ("default_label", "none"),
+    "data.synthetic.kind": ("taxonomic", "multilabel", "binary"),
     "train.optimizer": ("adam", "sgd", "rmsprop"),
     "train.lr_decay": ("none", "cosine"),
     "train.encoder": ("mean", "cnn", "bilstm"),
@@ -182,6 +184,11 @@ class _Section(BaseModel):
 
 
 class SyntheticConfig(_Section):
+    # taxonomic: Nomenclature/Description/Misc-exposition articles in `ratio` (3 numbers);
+    # binary: the same articles with two labels, `labels` [positive, negative] in
+    # `ratio` (2 numbers); multilabel: GoEmotions-like lines with 0-3 of `labels`, label
+    # frequencies long-tailed by their order in `labels` (focalseq.synthetic_multilabel).
+    kind: Annotated[str, _one_of("data.synthetic.kind")] = "taxonomic"
     n_docs: Count = 60
     lines_per_doc: Count = 120
     ratio: List[float] = Field(default_factory=lambda: [1.0, 10.0, 100.0])
@@ -203,6 +210,9 @@ class DataConfig(_Section):
     format: Annotated[str, _one_of("data.format")] = "yedda"
     keep_labels: Labels = Field(default_factory=list)
     default_label: str = "Misc-exposition"
+    # Text outside spans (and a multi-label set left empty by keep_labels): default_label
+    # gives it data.default_label; none (multi-label only) the empty label set.
+    unlabelled: Annotated[str, _one_of("data.unlabelled")] = "default_label"
     # Values are checked against `labels` with the other references (Config).
     label_map: Dict[str, Any] = Field(default_factory=dict)
     strict: bool = False
@@ -386,8 +396,36 @@ def _reference_errors(get: _Lookup) -> List[str]:
 
     def default_label():
         label, labels = get("data.default_label"), get("labels")
-        if not get("multi_label") and label not in labels:
+        if get("data.unlabelled") == "default_label" and label not in labels:
             return f"data.default_label: {label!r} is not in labels {labels}"
+        return None
+
+    def unlabelled():
+        if get("data.unlabelled") == "none" and not get("multi_label"):
+            return ("data.unlabelled: 'none' (no label: the empty label set) needs "
+                    "multi_label: true; a single-label line has exactly one label; valid "
+                    "here: ['default_label']")
+        return None
+
+    def synthetic():
+        if get("data.source") != "synthetic":
+            return None
+        kind, labels, ratio = get("data.synthetic.kind"), get("labels"), get(
+            "data.synthetic.ratio")
+        if kind == "multilabel" and not get("multi_label"):
+            return ("data.synthetic.kind: 'multilabel' writes label sets; set multi_label: "
+                    "true")
+        if kind == "binary" and len(labels) != 2:
+            return (f"labels: data.synthetic.kind 'binary' writes two labels [positive, "
+                    f"negative], got {labels}")
+        if kind == "binary" and len(ratio) != 2:
+            return (f"data.synthetic.ratio: {ratio} for kind 'binary' must be 2 numbers "
+                    "(positive, negative lines), e.g. [1, 10]")
+        if kind == "taxonomic" and len(ratio) != 3:
+            return (f"data.synthetic.ratio: {ratio} for kind 'taxonomic' must be 3 numbers "
+                    "(Nomenclature, Description, Misc-exposition lines), e.g. [1, 10, 100]")
+        if any(r < 0 for r in ratio) or sum(ratio) <= 0:
+            return f"data.synthetic.ratio: {ratio} must be numbers >= 0 with a positive sum"
         return None
 
     def label_map():
@@ -450,7 +488,8 @@ def _reference_errors(get: _Lookup) -> List[str]:
 
     check(lambda: subset("focal_labels"))
     check(lambda: subset("data.keep_labels"))
-    for fn in (default_label, label_map, paths, stride, tune, separator, loss):
+    for fn in (default_label, unlabelled, synthetic, label_map, paths, stride, tune,
+               separator, loss):
         check(fn)
     return errors
 

@@ -422,6 +422,45 @@ def generate_corpus(out_dir: str, n_docs: int = 40, lines_per_doc: int = 200,
         The paths written, in order.
     """
     _validate(lines_per_doc, ratio, noise)
+    return write_documents(out_dir, n_docs, lines_per_doc, seed, jitter,
+                           lambda rng, n: generate_document(rng, n, ratio, noise,
+                                                            blank_lines=True))
+
+
+def generate_binary_corpus(out_dir: str, labels: Sequence[str] = (NOMENCLATURE, MISC),
+                           n_docs: int = 40, lines_per_doc: int = 200,
+                           ratio: Sequence[float] = (1, 10), noise: float = 0.05,
+                           seed: int = 0, jitter: float = 0.25) -> List[str]:
+    """Writes a two-label YEDDA corpus: the taxonomic articles without Description.
+
+    Nomenclature lines get ``labels[0]`` (the positive, rare label) and the rest
+    ``labels[1]``, in the line counts of ``ratio`` (positive, negative; about 1:10 by
+    default). Arguments otherwise as :func:`generate_corpus`.
+    """
+    if len(labels) != 2 or len(set(labels)) != 2:
+        raise ValueError(f"labels: expected two distinct labels [positive, negative], "
+                         f"got {list(labels)!r}")
+    if len(ratio) != 2:
+        raise ValueError(f"ratio: expected two numbers (positive, negative), got {ratio!r}")
+    three = (ratio[0], 0, ratio[1])
+    _validate(lines_per_doc, three, noise)
+    names = {NOMENCLATURE: labels[0], MISC: labels[1]}
+
+    def document(rng, n):
+        return [(text, names[label]) for text, label in
+                generate_document(rng, n, three, noise, blank_lines=True)]
+
+    return write_documents(out_dir, n_docs, lines_per_doc, seed, jitter, document)
+
+
+def write_documents(out_dir: str, n_docs: int, lines_per_doc: int, seed: int,
+                    jitter: float, document: Callable[[random.Random, int], list]
+                    ) -> List[str]:
+    """Writes `n_docs` YEDDA files ``doc_00000.txt.ann`` ... of `document(rng, n_lines)`.
+
+    Document i draws from ``random.Random(seed * 1_000_003 + i)`` and has
+    `lines_per_doc` lines give or take `jitter` of it.
+    """
     if not isinstance(n_docs, int) or n_docs < 0:
         raise ValueError(f"n_docs: must be an int >= 0, got {n_docs!r}")
     if not 0.0 <= jitter < 1.0:
@@ -433,10 +472,9 @@ def generate_corpus(out_dir: str, n_docs: int = 40, lines_per_doc: int = 200,
         rng = random.Random(seed * 1_000_003 + i)
         spread = int(lines_per_doc * jitter)
         n_lines = max(1, lines_per_doc + rng.randint(-spread, spread)) if lines_per_doc else 0
-        lines = generate_document(rng, n_lines, ratio, noise, blank_lines=True)
         path = posixpath.join(out_dir, f"doc_{i:05d}.txt.ann")
         # fsspec: out_dir may be a URL of the cluster's shared store.
-        fileio.write_bytes(path, format_yedda(lines).encode("utf-8"))
+        fileio.write_bytes(path, format_yedda(document(rng, n_lines)).encode("utf-8"))
         paths.append(path)
     logger.info("wrote %d synthetic documents to %s", n_docs, out_dir)
     return paths

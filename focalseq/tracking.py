@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 AVERAGE_METRICS = ("micro_precision", "micro_recall", "micro_f1", "macro_precision",
                    "macro_recall", "macro_f1", "weighted_f1", "focal_macro_precision",
-                   "focal_macro_recall", "focal_macro_f1", "accuracy")
+                   "focal_macro_recall", "focal_macro_f1", "accuracy", "examples_f1")
 # What a logged pipeline needs at serving time, pinned to the versions it was built with.
 SERVING_PACKAGES = ("pyspark", "mlflow", "tensorflow-cpu", "numpy", "pandas", "pyarrow",
                     "protobuf", "fsspec")

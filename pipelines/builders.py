@@ -18,7 +18,7 @@ def parser(cfg: Config, fmt: str = None) -> YeddaParser:
     return YeddaParser(format=fmt or cfg.data.format, keepLabels=cfg.data.keep_labels,
                        defaultLabel=cfg.data.default_label, labelMap=cfg.data.label_map,
                        strict=cfg.data.strict, labels=cfg.labels,
-                       multiLabel=cfg.multi_label)
+                       multiLabel=cfg.multi_label, unlabelled=cfg.data.unlabelled)
 
 
 def featurizer(cfg: Config) -> LineFeaturizer:

@@ -8,7 +8,9 @@ the marker) is replaced. A failed write leaves the output directory as it was.
 
 YEDDA output keeps each input's path relative to the inputs' common folder, so
 ``a/doc.txt`` and ``b/doc.txt`` both come out, and restores the input's blank lines, so
-line numbers match the input's.
+line numbers match the input's. A multi-label model's sets are written as
+``[@text#joy|anger*]`` and an empty set as text outside any span, which the parser reads
+back as the same sets (with ``data.unlabelled: none``).
 """
 import logging
 import posixpath
@@ -121,9 +123,8 @@ def check_yedda_labels(cfg: Config) -> None:
     """Raises ValueError unless every label the model predicts can be written as YEDDA."""
     from focalseq.text.yedda import LABEL_PATTERN, is_label
 
-    if cfg.multi_label:
-        raise ValueError("format: 'yedda' holds one label per line and multi_label "
-                         "predicts label sets; use 'parquet' or 'jsonl'")
+    # Multi-label sets are written joined by '|' (`#joy|anger*]`), the empty set outside
+    # any span; config validation keeps '|' out of the labels.
     bad = [lab for lab in cfg.labels if not is_label(lab)]
     if bad:
         raise ValueError(f"format: 'yedda' cannot write the labels {bad}: a YEDDA label "

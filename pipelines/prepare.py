@@ -55,13 +55,21 @@ def input_paths(cfg: Config) -> list:
     """The configured files, generating the synthetic corpus first when asked to."""
     if cfg.data.source == "files":
         return list(cfg.data.paths)
-    from focalseq.synthetic import generate_corpus
+    from focalseq.synthetic import generate_binary_corpus, generate_corpus
+    from focalseq.synthetic_multilabel import generate_multilabel_corpus
 
     s = cfg.data.synthetic
     out = cfg.path("corpus")
-    paths = generate_corpus(out, n_docs=s.n_docs, lines_per_doc=s.lines_per_doc,
-                            ratio=tuple(s.ratio), noise=s.noise, seed=s.seed)
-    logger.info("synthetic corpus: %d documents in %s", len(paths), out)
+    common = {"n_docs": s.n_docs, "lines_per_doc": s.lines_per_doc, "noise": s.noise,
+              "seed": s.seed}
+    if s.kind == "multilabel":
+        paths = generate_multilabel_corpus(out, labels=list(cfg.labels), **common)
+    elif s.kind == "binary":
+        paths = generate_binary_corpus(out, labels=list(cfg.labels), ratio=tuple(s.ratio),
+                                       **common)
+    else:
+        paths = generate_corpus(out, ratio=tuple(s.ratio), **common)
+    logger.info("synthetic %s corpus: %d documents in %s", s.kind, len(paths), out)
     return [posixpath.join(out, "*.ann")]
 
 
@@ -127,6 +135,7 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     report = _parse_report(obs_parse.get, obs_files.get["files"])
     report["lines_in_splits"] = int(split_row["lines"] or 0)
     label_counts = _label_counts(split_row, cfg)
+    no_label = {s: int(split_row[f"{s}_none"] or 0) for s in label_counts}
     window_counts = {s: int(split_row[f"windows_{s}"] or 0) for s in SPLITS
                      if split_row[f"windows_{s}"]}
     empty = [s for s, f in cfg.data.split.fractions.items()
@@ -145,6 +154,7 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
         "labels": list(cfg.labels), "focal_labels": list(cfg.focal_labels),
         "multi_label": cfg.multi_label,
         "label_counts": label_counts, "window_counts": window_counts,
+        "lines_without_label": no_label,
         "features": {"vocab_size": cfg.features.vocab_size,
                      "max_tokens": cfg.features.max_tokens,
                      "n_shape": featurizer.n_shape(),
@@ -157,6 +167,8 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
                        json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
     logger.info("prepared %d lines of %d files (%d problems) into %s", report["lines_out"],
                 report["files"], report["problems"], out_dir)
+    if any(no_label.values()):
+        logger.info("lines without a label (the empty label set) per split: %s", no_label)
     return manifest
 
 
@@ -216,6 +228,8 @@ def _split_metrics(cfg: Config):
                    .alias(f"windows_{s}"))
         out += [F.sum(F.when(in_split, F.col("label_counts")[j])).alias(f"{s}_{j}")
                 for j in range(len(cfg.labels))]
+        out.append(F.sum(F.when(in_split, F.col("label_counts")[len(cfg.labels)]))
+                   .alias(f"{s}_none"))
     return out
 
 
@@ -304,7 +318,8 @@ def _problem_rows(batch):
 
 
 def _count_rows(batch, labels, multi_label, sep):
-    """One row per run of a document's lines: its number of lines and lines per label."""
+    """One row per run of a document's lines: its number of lines, lines per label and,
+    last, lines with no label (null, or the empty set "" of a multi-label line)."""
     import numpy as np
     import pyarrow as pa
 
@@ -316,11 +331,14 @@ def _count_rows(batch, labels, multi_label, sep):
     encoded = batch.column("label").dictionary_encode()
     label_codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     index = {lab: j for j, lab in enumerate(labels)}
-    counts = np.zeros((len(starts), len(labels)), dtype=np.int64)
+    counts = np.zeros((len(starts), len(labels) + 1), dtype=np.int64)
+    np.add.at(counts[:, len(labels)], run[label_codes == -1], 1)
     for code, value in enumerate(encoded.dictionary.to_pylist()):
-        names = value.split(sep) if multi_label else [value]
+        names = [x for x in value.split(sep) if x] if multi_label else [value]
         for j in {index[x] for x in names if x in index}:
             np.add.at(counts[:, j], run[label_codes == code], 1)
+        if not names:
+            np.add.at(counts[:, len(labels)], run[label_codes == code], 1)
     n_lines = np.bincount(run, minlength=len(starts)).astype(np.int32)
     return _with_all_columns({
         "doc_id": doc.take(pa.array(starts)), "n_lines": pa.array(n_lines),

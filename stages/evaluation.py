@@ -15,6 +15,13 @@ confusion (labels x labels, rows true; None in multi-label mode), label_confusio
 micro_/macro_/weighted_ precision, recall and f1, focal_labels, focal_macro_ precision,
 recall and f1, and pr_curves {label: {thresholds, precision, recall,
 average_precision, positives}} for the focal labels.
+
+Multi-label mode: labels and predictions are label sets joined by "|", "" the empty set.
+Lines with the empty set count (as negatives of every label; null labels are left out,
+as in single-label mode). The report adds examples_f1, the mean over lines of
+``2 |T & P| / (|T| + |P|)`` (1 for a line whose true and predicted sets are both empty:
+scikit-learn's ``f1_score(average="samples", zero_division=1)``), and n_empty_true /
+n_empty_predicted, the lines with an empty true / predicted set.
 """
 import logging
 
@@ -255,7 +262,9 @@ def _averages(per_label: dict, n: int) -> dict:
 
 
 def _label_sets(true_col, pred_col):
-    return F.split(true_col, r"\|"), F.split(F.coalesce(pred_col, F.lit("")), r"\|")
+    # "" is the empty set: split gives [""], which names no label.
+    return (F.array_remove(F.split(true_col, r"\|"), ""),
+            F.array_remove(F.split(F.coalesce(pred_col, F.lit("")), r"\|"), ""))
 
 
 def _multilabel_report(data, true_col, pred_col, labels):
@@ -270,13 +279,22 @@ def _multilabel_report(data, true_col, pred_col, labels):
     exact = same[0]
     for cond in same[1:]:
         exact = exact & cond
+    t_in, p_in = (F.filter(x, lambda v: v.isin(*labels)) for x in (t, p))
+    sizes = F.size(F.array_distinct(t_in)) + F.size(F.array_distinct(p_in))
+    line_f1 = F.when(sizes == 0, F.lit(1.0)).otherwise(
+        2.0 * F.size(F.array_intersect(t_in, p_in)) / sizes)
     row = data.agg(F.count(F.lit(1)).alias("n"), F.sum(exact.cast("int")).alias("exact"),
-                   *aggs).first()
+                   F.sum(line_f1).alias("examples_f1"),
+                   F.sum((F.size(t_in) == 0).cast("int")).alias("empty_t"),
+                   F.sum((F.size(p_in) == 0).cast("int")).alias("empty_p"), *aggs).first()
     n = int(row["n"])
     per_label = {lab: _prf(*(int(row[f"{k}{j}"] or 0) for k in ("tp", "fp", "fn")))
                  for j, lab in enumerate(labels)}
     report = {"labels": list(labels), "per_label": per_label, "confusion": None, "n": n,
-              "accuracy": int(row["exact"] or 0) / n if n else 0.0}
+              "accuracy": int(row["exact"] or 0) / n if n else 0.0,
+              "examples_f1": float(row["examples_f1"] or 0.0) / n if n else 0.0,
+              "n_empty_true": int(row["empty_t"] or 0),
+              "n_empty_predicted": int(row["empty_p"] or 0)}
     report.update(_averages(per_label, n))
     return report
 
@@ -358,4 +376,9 @@ def format_report(report: dict) -> str:
     lines.append(f"{'focal macro':<{width}}{report['focal_macro_precision']:>10.3f}"
                  f"{report['focal_macro_recall']:>10.3f}{report['focal_macro_f1']:>10.3f}"
                  "  (* focal labels)")
+    if report.get("examples_f1") is not None:
+        lines.append(f"{'examples':<{width}}{'':>20}{report['examples_f1']:>10.3f}"
+                     f"{report['n']:>10d}  (per-line F1 of the label sets; "
+                     f"{report['n_empty_true']} lines with no label, "
+                     f"{report['n_empty_predicted']} predicted with none)")
     return "\n".join(lines)

@@ -20,7 +20,16 @@ a directory, a broken link, or reading failed; the job goes on without it) and
 U+FFFD replacements and parsed as usual), and ``unknown_label`` (a span's label, after
 `labelMap` and `keepLabels`, is not one of `labels`: one problem per run of such lines, at
 its first line; the lines are kept with `defaultLabel`, so they still count as lines out
-and training and evaluation never see a label outside `labels`).
+and training and evaluation never see a label outside `labels`; in multi-label mode only
+the unknown labels are dropped from the set).
+
+Multi-label (`multiLabel`): a closer may carry a set, ``[@text#joy|anger*]``; the `label`
+column holds the mapped set joined by ``|``, and ``""`` (the empty set) for text outside
+spans when `unlabelled` is "none" (with "default_label" it gets `defaultLabel`). A null
+`label` means "not annotated" (format "plain").
+
+Files are read through `focalseq.fileio` (fsspec) on the executors, so a local path, a
+``file:`` URL, ``hdfs://``, ``s3://`` and the other schemes fsspec knows are read alike.
 """
 import json
 import logging
@@ -34,8 +43,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from focalseq.config import DEFAULTS
+from focalseq.config import CHOICES, DEFAULTS
 from focalseq.stages._task_setup import lighten_task_setup
+from focalseq.text.yedda import LABEL_SEPARATOR
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +70,7 @@ UNKNOWN_LABEL = "unknown_label"
 PROBLEM_CODES = ("unterminated_span", "missing_close", "empty_label", "bad_label",
                  "nested_span", "stray_close", "empty_file", UNREADABLE, INVALID_UTF8,
                  UNKNOWN_LABEL)
-# Separator of a multi-label set, as the Windower's labelSeparator default.
-LABEL_SEPARATOR = "|"
+UNLABELLED = CHOICES["data.unlabelled"]
 
 
 def list_files(spark: SparkSession, paths, recursive: bool = False,
@@ -154,6 +163,10 @@ class _YeddaParserParams(Params):
     multiLabel = Param(Params._dummy(), "multiLabel",
                        f"labels may be '{LABEL_SEPARATOR}'-separated sets of `labels`",
                        typeConverter=TypeConverters.toBoolean)
+    unlabelled = Param(Params._dummy(), "unlabelled",
+                       f"text outside spans, one of {list(UNLABELLED)}: 'default_label' gets "
+                       "defaultLabel, 'none' the empty label set '' (multiLabel only)",
+                       typeConverter=TypeConverters.toString)
 
     def __init__(self, *args):
         super().__init__(*args)
@@ -161,7 +174,8 @@ class _YeddaParserParams(Params):
         self._setDefault(pathCol="path", format=data.format, keepLabels=list(data.keep_labels),
                          defaultLabel=data.default_label,
                          labelMap=json.dumps(data.label_map, sort_keys=True), strict=data.strict,
-                         labels=[], multiLabel=DEFAULTS.multi_label)
+                         labels=[], multiLabel=DEFAULTS.multi_label,
+                         unlabelled=data.unlabelled)
 
     def getPathCol(self):
         return self.getOrDefault(self.pathCol)
@@ -186,6 +200,9 @@ class _YeddaParserParams(Params):
 
     def getMultiLabel(self):
         return self.getOrDefault(self.multiLabel)
+
+    def getUnlabelled(self):
+        return self.getOrDefault(self.unlabelled)
 
 
 class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, DefaultParamsWritable):
@@ -224,14 +241,14 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
 
     @keyword_only
     def __init__(self, *, pathCol="path", format=None, keepLabels=None, defaultLabel=None,
-                 labelMap=None, strict=None, labels=None, multiLabel=None):
+                 labelMap=None, strict=None, labels=None, multiLabel=None, unlabelled=None):
         super().__init__()
         kwargs = self._input_kwargs
         self.setParams(**kwargs)
 
     @keyword_only
     def setParams(self, *, pathCol="path", format=None, keepLabels=None, defaultLabel=None,
-                  labelMap=None, strict=None, labels=None, multiLabel=None):
+                  labelMap=None, strict=None, labels=None, multiLabel=None, unlabelled=None):
         """Sets params by keyword (labelMap as a dict or a JSON string); returns self."""
         kwargs = dict(self._input_kwargs)
         if kwargs.get("labelMap") is not None and not isinstance(kwargs["labelMap"], str):
@@ -262,6 +279,12 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
                 isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()):
             raise ValueError(f"labelMap: expected a {{raw label: label}} object of strings, "
                              f"got {mapping!r}")
+        if self.getUnlabelled() not in UNLABELLED:
+            raise ValueError(f"unlabelled: {self.getUnlabelled()!r} is not one of "
+                             f"{list(UNLABELLED)}")
+        if self.getUnlabelled() == "none" and not self.getMultiLabel():
+            raise ValueError("unlabelled: 'none' (the empty label set) needs multiLabel=True; "
+                             "a single-label line has exactly one label")
 
     def batch_function(self, batch_lines: int = 10000):
         """The executor function: Arrow batches of paths (first column) -> line batches.
@@ -274,7 +297,9 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
             "format": self.getFormat(),
             "label_map": {"keep": self.getKeepLabels() or None,
                           "default": self.getDefaultLabel(),
-                          "explicit": self.getLabelMap() or None},
+                          "explicit": self.getLabelMap() or None,
+                          "multi_label": self.getMultiLabel(),
+                          "unlabelled": self.getUnlabelled()},
             "strict": self.getStrict(),
             "labels": list(self.getLabels()) or None,
             "multi_label": self.getMultiLabel(),
@@ -308,6 +333,11 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
     def setMultiLabel(self, value):
         return self._set(multiLabel=value)
 
+    def setUnlabelled(self, value):
+        self._set(unlabelled=value)
+        self._validate()
+        return self
+
 
 def arrow_batch_size(df: DataFrame) -> int:
     """The session's spark.sql.execution.arrow.maxRecordsPerBatch (default 10000)."""
@@ -331,22 +361,15 @@ def problem_code(problem):
 # -- the executor side ---------------------------------------------------------------
 
 def _read_bytes(path: str) -> bytes:
-    """Reads a whole file; local and DBFS-fuse paths directly, any other URL via fsspec."""
-    local = path[len("file:"):] if path.startswith("file:") else None
-    if local is None and "://" not in path and not path.startswith("dbfs:"):
-        local = path
-    if local is not None:
-        while local.startswith("//"):
-            local = local[1:]
-        with open(local, "rb") as fh:
-            return fh.read()
-    if path.startswith("dbfs:/"):
-        with open("/dbfs/" + path[len("dbfs:/"):].lstrip("/"), "rb") as fh:
-            return fh.read()
-    import fsspec
+    """Reads a whole file through `focalseq.fileio` (fsspec), whatever its scheme.
 
-    with fsspec.open(path, "rb") as fh:
-        return fh.read()
+    Spark's `path` column writes a local file ``file:/a b`` (one slash, not
+    percent-encoded); fsspec reads ``file:`` URLs without decoding them, so the name
+    reaches the filesystem as listed.
+    """
+    from focalseq import fileio
+
+    return fileio.read_bytes(path)
 
 
 def _first_bad_line(data: bytes) -> int:
@@ -421,7 +444,7 @@ def _parse_partition(batches, spec):
     lighten_task_setup()
     label_map = _LabelMemo(LabelMap(**spec["label_map"]))
     valid = None if spec.get("labels") is None else _ValidLabels(
-        spec["labels"], spec["label_map"]["default"], spec.get("multi_label", False))
+        spec["labels"], label_map.label_map)
     plain = spec["format"] == "plain"
     strict = spec["strict"]
     out = _Batch()
@@ -481,45 +504,66 @@ class _LabelMemo(dict):
 
 
 class _ValidLabels:
-    """Finds mapped labels outside the valid ones; memoised per distinct label."""
+    """Finds mapped labels outside the valid ones; memoised per distinct label.
 
-    def __init__(self, labels, default, multi_label):
+    Single-label: an unknown label becomes the default. Multi-label: unknown labels are
+    dropped from the set; a set left empty becomes what the label map gives unlabelled
+    text (the default label or the empty set).
+    """
+
+    def __init__(self, labels, label_map):
         self.labels = list(labels)
-        self.default = default
-        self.multi_label = multi_label
+        self.default = label_map.default
+        self.multi_label = label_map.multi_label
         self._valid = set(labels)
-        self._known = {default: True, None: True}
+        self._unlabelled = label_map.map(None)
+        self._known = {self._unlabelled: self._unlabelled, None: None}
 
-    def is_valid(self, label) -> bool:
-        known = self._known.get(label)
-        if known is None:
-            parts = label.split(LABEL_SEPARATOR) if self.multi_label else [label]
-            known = self._known[label] = all(p in self._valid for p in parts)
+    def checked(self, label):
+        """`label` with its unknown labels replaced (equal to `label` when valid)."""
+        known = self._known.get(label, _UNSEEN)
+        if known is _UNSEEN:
+            if not self.multi_label:
+                known = label if label in self._valid else self.default
+            else:
+                kept = [p for p in label.split(LABEL_SEPARATOR) if p in self._valid]
+                known = LABEL_SEPARATOR.join(kept) if kept else self._unlabelled
+            self._known[label] = known
         return known
 
     def replace_unknown(self, lines, labels):
-        """Sets `labels[i]` to the default where it is not valid, in place; returns
-        (line_no, reason) of each run of consecutive lines with one unknown raw label."""
+        """Replaces unknown labels in `labels` in place; returns (line_no, reason) of each
+        run of consecutive lines with one unknown raw label."""
         found = []
         i, n = 0, len(labels)
         while i < n:
-            if self.is_valid(labels[i]):
+            fixed = self.checked(labels[i])
+            if fixed == labels[i]:
                 i += 1
                 continue
             j, raw, mapped = i, lines[i].label, labels[i]
             while j < n and lines[j].label == raw and labels[j] == mapped:
-                labels[j] = self.default
+                labels[j] = fixed
                 j += 1
             where = (f"line {lines[i].line_no}" if j - i == 1 else
                      f"{j - i} lines, {lines[i].line_no}-{lines[j - 1].line_no}")
             mapped_note = "" if mapped == raw else f" (mapped to {mapped!r})"
+            if self.multi_label:
+                unknown = [p for p in mapped.split(LABEL_SEPARATOR) if p not in self._valid]
+                what = (f"label set {raw!r}{mapped_note} holds {unknown}, which are not "
+                        f"among the labels {self.labels} ({where}); they are dropped, the "
+                        f"lines get {fixed!r}")
+            else:
+                what = (f"label {raw!r}{mapped_note} is not one of the labels {self.labels} "
+                        f"({where}); the lines get {fixed!r}")
             found.append((lines[i].line_no,
-                          f"{UNKNOWN_LABEL}: label {raw!r}{mapped_note} is not one of the "
-                          f"labels {self.labels} ({where}); the lines get {self.default!r}; "
-                          "add it to labels, or map it with data.label_map or "
-                          "data.keep_labels"))
+                          f"{UNKNOWN_LABEL}: {what}; add it to labels, or map it with "
+                          "data.label_map or data.keep_labels"))
             i = j
         return found
+
+
+_UNSEEN = object()
 
 
 def _empty_file(path):

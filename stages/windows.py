@@ -167,8 +167,9 @@ class Windower(Transformer, _WindowerParams, DefaultParamsReadable, DefaultParam
         else:
             spec = self._spec(keys, max_tokens, n_shape)
             cols = keys + ["line_idx", "label", "token_ids", "shape"]
-            windows = dataset.select(*cols).groupBy(*keys).applyInArrow(
-                partial(_windows_of_group, spec=spec), schema=out_schema)
+            lines = dataset.select(*cols)
+            windows = _apply_in_arrow(lines.groupBy(*keys), lines.schema,
+                                      partial(_windows_of_group, spec=spec), out_schema)
         return self.with_metadata(windows, max_tokens, n_shape)
 
     def _spec(self, keys, max_tokens, n_shape) -> dict:
@@ -280,6 +281,31 @@ def _emit(table, spec):
         yield _window_batch(table, spec, check_complete=True)
 
 
+def _apply_in_arrow(grouped, in_schema, func, out_schema):
+    """``grouped.applyInArrow(func, out_schema)``, also on Spark 3.5.
+
+    GroupedData.applyInArrow is new in Spark 4.0, and Databricks 15.4 LTS ML (the last
+    runtime with Horovod), EMR 7 and Dataproc 2.2 run Spark 3.5. There each group goes
+    through applyInPandas, turned back into an Arrow table of the input's own Arrow types
+    (so that a group whose labels are all null still has a string column) and the result
+    into pandas: the same `func`, the same windows.
+    """
+    if hasattr(type(grouped), "applyInArrow"):
+        return grouped.applyInArrow(func, schema=out_schema)
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return grouped.applyInPandas(partial(_via_pandas, func=func,
+                                         schema=to_arrow_schema(in_schema)),
+                                 schema=out_schema)
+
+
+def _via_pandas(frame, func, schema):
+    """applyInPandas body of :func:`_apply_in_arrow`: pandas -> Arrow -> func -> pandas."""
+    import pyarrow as pa
+
+    return func(pa.Table.from_pandas(frame, schema=schema, preserve_index=False)).to_pandas()
+
+
 def _windows_of_group(table, spec):
     """applyInArrow body: one document's lines in any order."""
     import pyarrow as pa
@@ -365,7 +391,8 @@ def _targets(column, spec, n):
     codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
     rows_of = {}
     for code, value in enumerate(encoded.dictionary.to_pylist()):
-        names = value.split(spec["sep"]) if spec["multi_label"] else [value]
+        # "" is the empty label set of a multi-label line: all zeros, still a real line.
+        names = [x for x in value.split(spec["sep"]) if x] if spec["multi_label"] else [value]
         unknown = [x for x in names if x not in index]
         if unknown:
             raise ValueError(f"Windower: label {unknown[0]!r} is not one of the labels "

@@ -294,3 +294,56 @@ def test_console_script_exits_2():
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2
     assert "train.dropout" in proc.stderr and "train.num_layers" in proc.stderr
+
+
+# -- multi-label data keys: data.unlabelled and data.synthetic.kind -------------------------
+
+MULTI = ["multi_label=true", "train.loss=asymmetric", "labels=[joy, anger, neutral]",
+         "focal_labels=[]", "data.default_label=neutral"]
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["data.unlabelled=nothing"],
+     "data.unlabelled: 'nothing' is not one of ['default_label', 'none']"),
+    (["data.unlabelled=none"],
+     "data.unlabelled: 'none' (no label: the empty label set) needs multi_label: true; a "
+     "single-label line has exactly one label; valid here: ['default_label']"),
+    (MULTI + ["data.default_label=calm"],
+     "data.default_label: 'calm' is not in labels ['joy', 'anger', 'neutral']"),
+    (["data.synthetic.kind=poems"],
+     "data.synthetic.kind: 'poems' is not one of ['taxonomic', 'multilabel', 'binary']"),
+    (["data.synthetic.kind=multilabel"],
+     "data.synthetic.kind: 'multilabel' writes label sets; set multi_label: true"),
+    (["data.synthetic.kind=binary", "labels=[Nomenclature, Misc-exposition]",
+      "focal_labels=[Nomenclature]"],
+     "data.synthetic.ratio: [1.0, 10.0, 100.0] for kind 'binary' must be 2 numbers "
+     "(positive, negative lines), e.g. [1, 10]"),
+    (["data.synthetic.kind=binary", "data.synthetic.ratio=[1, 10]"],
+     "labels: data.synthetic.kind 'binary' writes two labels [positive, negative], got "
+     "['Nomenclature', 'Description', 'Misc-exposition']"),
+    (["data.synthetic.ratio=[1, 10]"],
+     "data.synthetic.ratio: [1.0, 10.0] for kind 'taxonomic' must be 3 numbers "
+     "(Nomenclature, Description, Misc-exposition lines), e.g. [1, 10, 100]"),
+])
+def test_multi_label_data_keys_name_the_key_and_the_valid_values(overrides, expected):
+    with pytest.raises(ConfigError) as error:
+        load_config(None, overrides)
+    assert error.value.errors == [expected]
+
+
+def test_unlabelled_defaults_and_the_shipped_multilabel_and_binary_confs():
+    assert DEFAULTS.data.unlabelled == "default_label"
+    assert DEFAULTS.data.synthetic.kind == "taxonomic"
+    # With unlabelled none the default label need not be a label.
+    cfg = load_config(None, MULTI + ["data.unlabelled=none", "data.default_label=calm"])
+    assert cfg.data.unlabelled == "none"
+    root = os.path.join(os.path.dirname(__file__), os.pardir, "conf")
+    multi = load_config(os.path.join(root, "multilabel.yaml"))
+    assert (multi.multi_label, multi.data.unlabelled, multi.data.synthetic.kind,
+            multi.train.tune, len(multi.labels)) == (True, "none", "multilabel",
+                                                     "thresholds", 28)
+    assert multi.train.loss in ("asymmetric", "binary_focal", "soft_f1")
+    binary = load_config(os.path.join(root, "binary.yaml"))
+    assert (binary.labels, binary.train.loss, binary.data.synthetic.ratio) == (
+        ["Nomenclature", "Misc-exposition"], "focal", [1.0, 10.0])
+    assert set(binary.train.loss_config) == {"alpha", "gamma", "label_smoothing"}

@@ -1,7 +1,7 @@
 """PerLabelEvaluator against scikit-learn on the same predictions."""
 import numpy as np
 import pytest
-from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix,
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
                              multilabel_confusion_matrix, precision_recall_curve,
                              precision_recall_fscore_support)
 from sklearn.preprocessing import MultiLabelBinarizer
@@ -156,6 +156,17 @@ def test_multi_label_equals_sklearn(spark):
         assert report[f"{avg}_f1"] == pytest.approx(f_avg)
     assert report["accuracy"] == pytest.approx(accuracy_score(true, pred))
     assert report["confusion"] is None
+    # Lines with an empty true set count; examples-based F1 gives a line whose two sets
+    # are both empty 1 (scikit-learn's zero_division=1 for average="samples").
+    assert not true.any(axis=1).all() and not pred.any(axis=1).all()
+    assert report["n"] == n
+    assert report["n_empty_true"] == int((~true.any(axis=1)).sum())
+    assert report["n_empty_predicted"] == int((~pred.any(axis=1)).sum())
+    assert report["examples_f1"] == pytest.approx(
+        f1_score(true, pred, average="samples", zero_division=1))
+    by_hand = [1.0 if t.sum() + q.sum() == 0 else 2 * (t & q).sum() / (t.sum() + q.sum())
+               for t, q in zip(true, pred)]
+    assert report["examples_f1"] == pytest.approx(sum(by_hand) / n)
     assert report["focal_macro_f1"] == pytest.approx(f[0])
     curve = report["pr_curves"]["Nomenclature"]
     assert curve["average_precision"] == pytest.approx(

@@ -85,17 +85,50 @@ def test_strict_fails_naming_file_and_line(spark, tmp_path):
 
 
 def test_multi_label_sets_are_checked_label_by_label(spark, tmp_path):
+    # Line numbers:                        1                                2
     folder = _write(str(tmp_path / "c"), {"m.ann": "[@a#Nomenclature|Description*]\n"
-                                                   "[@b#Nomenclature|Key*]\n"})
-    # '|' is not a YEDDA label character: sets come from label_map.
+                                                   "[@b#Nomenclature|Key*]\n"
+                                                   # 3                 4
+                                                   "[@c#Key*]\noutside\n"})
+    lines, problems = _parse(spark, folder, labels=LABELS, multiLabel=True)
+    # Key is dropped from line 2's set; line 3 is left with no label: the default.
+    assert [ln[2:] for ln in lines] == [(f"{N}|{D}", f"{N}|{D}"), (f"{N}|Key", N),
+                                        ("Key", M), (None, M)]
+    assert [(p[0], p[1], p[2].split(":")[0]) for p in problems] == [
+        ("m.ann", 2, "unknown_label"), ("m.ann", 3, "unknown_label")]
+    assert "label set 'Nomenclature|Key' holds ['Key']" in problems[0][2]
+    # unlabelled none: text outside spans and emptied sets are the empty set "".
+    lines, problems = _parse(spark, folder, labels=LABELS, multiLabel=True,
+                             unlabelled="none")
+    assert [ln[3] for ln in lines] == [f"{N}|{D}", N, "", ""] and len(problems) == 2
+    # label_map may map one raw label to a set; sets from the file and the map merge.
+    folder = _write(str(tmp_path / "s"), {"s.ann": "[@a#ND*]\n[@b#NK|Description*]\n"})
     lines, problems = _parse(spark, folder, labels=LABELS, multiLabel=True,
                              labelMap={"ND": f"{N}|{D}", "NK": f"{N}|Key"})
-    assert problems and all("bad_label" in p[2] for p in problems)  # the file's own '|'
-    folder = _write(str(tmp_path / "s"), {"s.ann": "[@a#ND*]\n[@b#NK*]\n"})
-    lines, problems = _parse(spark, folder, labels=LABELS, multiLabel=True,
-                             labelMap={"ND": f"{N}|{D}", "NK": f"{N}|Key"})
-    assert [ln[3] for ln in lines] == [f"{N}|{D}", M]
+    assert [ln[3] for ln in lines] == [f"{N}|{D}", f"{N}|{D}"]
     assert [(p[1], p[2].split(":")[0]) for p in problems] == [(2, "unknown_label")]
+
+
+def test_bad_label_inside_a_set_is_reported_with_file_and_line(spark, tmp_path):
+    # Line numbers: 1                2            3                   4
+    text = "[@fine#joy|anger*]\n[@x#joy|*]\n[@y#joy||anger*]\n[@z#joy|1x*]\n"
+    folder = _write(str(tmp_path / "c"), {"b.ann": text})
+    lines, problems = _parse(spark, folder, labels=["joy", "anger"], multiLabel=True,
+                             unlabelled="none")
+    assert [ln[3] for ln in lines] == ["joy|anger", "", "", ""]
+    assert [(p[0], p[1], p[2].split(":")[0]) for p in problems] == [
+        ("b.ann", 2, "bad_label"), ("b.ann", 3, "bad_label"), ("b.ann", 4, "bad_label")]
+    assert "'#joy||anger*]'" in problems[1][2]
+    with pytest.raises(Exception, match=r"b\.ann: line 2: bad_label"):
+        _parse(spark, folder, labels=["joy", "anger"], multiLabel=True, strict=True)
+
+
+def test_unlabelled_none_needs_multi_label():
+    with pytest.raises(ValueError, match=r"unlabelled: 'none' .* needs multiLabel=True"):
+        YeddaParser(unlabelled="none")
+    with pytest.raises(ValueError, match=r"unlabelled: 'nothing' is not one of "
+                                         r"\['default_label', 'none'\]"):
+        YeddaParser(multiLabel=True, unlabelled="nothing")
 
 
 def test_labels_params_round_trip(tmp_path):
@@ -104,6 +137,10 @@ def test_labels_params_round_trip(tmp_path):
     loaded = YeddaParser.load(str(tmp_path / "p"))
     assert loaded.getLabels() == LABELS and loaded.getMultiLabel() is True
     assert loaded.uid == parser.uid
+    parser = YeddaParser(multiLabel=True, unlabelled="none")
+    parser.save(str(tmp_path / "q"))
+    assert YeddaParser.load(str(tmp_path / "q")).getUnlabelled() == "none"
+    assert YeddaParser().getUnlabelled() == "default_label"
     assert YeddaParser().getLabels() == [] and YeddaParser().getMultiLabel() is False
 
 

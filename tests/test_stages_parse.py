@@ -309,3 +309,34 @@ def test_parser_save_load_round_trip(spark, corpus, tmp_path):
     files = list_files(spark, os.path.join(corpus, "good.ann"))
     assert [r["label"] for r in loaded.transform(files).orderBy("line_no").collect()] == [
         "Nomenclature", "Nomenclature", "Nomenclature", "Other"]
+
+
+def _parse_in_process(paths, **params):
+    """The parser's executor function run here (no Spark): rows as dicts."""
+    import pyarrow as pa
+
+    fn = YeddaParser(**params).batch_function()
+    batches = fn(iter([pa.RecordBatch.from_arrays([pa.array(paths)], names=["path"])]))
+    return [row for batch in batches for row in batch.to_pylist()]
+
+
+def test_files_are_read_through_fsspec_whatever_the_scheme(tmp_path):
+    """fsspec's in-memory filesystem stands for hdfs:// and s3://: a scheme the parser
+    reads only if every read goes through focalseq.fileio."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    memory.pipe("/fsq-parse/doc.ann", b"[@Agaricus L.#Nomenclature*]\nSpores \xff.\n")
+    local = tmp_path / "local doc.ann"
+    local.write_text("[@Pileus white#Description*]\n")
+    rows = _parse_in_process(["memory://fsq-parse/doc.ann", "file://" + str(local),
+                              "file:" + str(local), "memory://fsq-parse/missing.ann"],
+                             keepLabels=["Nomenclature", "Description"])
+    lines = [(r["doc_id"].split("/")[-1], r["line_no"], r["label"]) for r in rows
+             if r["problem"] is None]
+    assert lines == [("doc.ann", 1, "Nomenclature"), ("doc.ann", 2, "Misc-exposition"),
+                     ("local doc.ann", 1, "Description"), ("local doc.ann", 1, "Description")]
+    problems = [(r["doc_id"].split("/")[-1], r["line_no"], r["problem"].split(":")[0])
+                for r in rows if r["problem"] is not None]
+    assert problems == [("doc.ann", 2, "invalid_utf8"), ("missing.ann", 0, "unreadable_file")]
+    memory.rm("/fsq-parse", recursive=True)

@@ -119,3 +119,78 @@ def test_invalid_arguments(kwargs, name):
     args = {"n_lines": 10, **kwargs}
     with pytest.raises(ValueError, match=name):
         generate_document(random.Random(0), **args)
+
+
+# -- the multi-label (GoEmotions-like) and binary generators ----------------------------------
+
+def test_multilabel_lines_have_0_to_3_labels_with_a_long_tail():
+    from focalseq.synthetic_multilabel import EMOTIONS, generate_lines
+
+    lines = generate_lines(random.Random(11), 20000)
+    assert len(EMOTIONS) == 28 and len(set(EMOTIONS)) == 28
+    sizes = collections.Counter(len(labels) for _, labels in lines)
+    assert set(sizes) == {0, 1, 2, 3}
+    # Shares 0.15 / 0.55 / 0.22 / 0.08 (LABELS_PER_LINE), +-0.02 at 20000 lines.
+    for k, share in enumerate((0.15, 0.55, 0.22, 0.08)):
+        assert abs(sizes[k] / len(lines) - share) < 0.02, (k, sizes)
+    counts = collections.Counter(lab for _, labels in lines for lab in labels)
+    assert set(counts) == set(EMOTIONS)
+    assert all(len(set(labels)) == len(labels) for _, labels in lines)
+    # Long tail by rank: the head label far above the tail, each block of seven labels
+    # (by rank) rarer than the one before, the 14 tail labels under a sixth of all.
+    per_rank = [counts[lab] for lab in EMOTIONS]
+    assert per_rank[0] > 25 * min(per_rank)
+    blocks = [sum(per_rank[i:i + 7]) for i in range(0, 28, 7)]
+    assert blocks == sorted(blocks, reverse=True)
+    assert sum(per_rank[14:]) < sum(per_rank) / 6
+
+
+def test_multilabel_corpus_files_parse_back_to_the_label_sets(tmp_path):
+    from focalseq.synthetic_multilabel import cue_words, generate_multilabel_corpus
+    from focalseq.text.yedda import LabelMap
+
+    labels = ["neutral", "joy", "anger", "fear", "pride"]
+    paths = generate_multilabel_corpus(str(tmp_path), labels=labels, n_docs=3,
+                                       lines_per_doc=80, seed=4)
+    m = LabelMap(keep=labels, default="neutral", multi_label=True, unlabelled="none")
+    n_empty = n_sets = 0
+    for path in paths:
+        text = _read(path)
+        lines, problems = parse_yedda(text, path)
+        assert problems == [] and len(lines) == count_nonempty_lines(text)
+        for line in lines:
+            found = [x for x in m.map(line.label).split("|") if x]
+            assert set(found) <= set(labels) and len(found) <= 3
+            n_empty += not found
+            n_sets += len(found) > 1
+            if found:  # every label's cue words are on its line
+                words = set(line.text.lower().strip(".!?").split())
+                assert all(words & set(cue_words(lab)) for lab in found)
+    assert n_empty > 0 and n_sets > 0
+
+
+def test_multilabel_generator_rejects_bad_arguments():
+    from focalseq.synthetic_multilabel import generate_lines
+
+    with pytest.raises(ValueError, match="distinct"):
+        generate_lines(random.Random(0), 5, labels=["joy", "joy"])
+    with pytest.raises(ValueError, match="share the cue word"):
+        generate_lines(random.Random(0), 5, labels=["Joy!", "joy"])
+    with pytest.raises(ValueError, match=r"noise: must be in \[0, 1\]"):
+        generate_lines(random.Random(0), 5, noise=2.0)
+
+
+def test_binary_corpus_is_two_labels_about_1_to_10(tmp_path):
+    from focalseq.synthetic import generate_binary_corpus
+
+    paths = generate_binary_corpus(str(tmp_path), labels=("Positive", "Negative"), n_docs=10,
+                                   lines_per_doc=200, ratio=(1, 10), seed=2)
+    counts = collections.Counter()
+    for path in paths:
+        lines, problems = parse_yedda(_read(path), path)
+        assert problems == []
+        counts.update(line.label for line in lines)
+    assert set(counts) == {"Positive", "Negative"}
+    assert 8 < counts["Negative"] / counts["Positive"] < 12.5
+    with pytest.raises(ValueError, match="two numbers"):
+        generate_binary_corpus(str(tmp_path), ratio=(1, 2, 3))

@@ -303,7 +303,8 @@ def test_format_groups_runs_into_spans_and_keeps_inner_blank_lines():
 @pytest.mark.parametrize("entries,match", [
     ([("a\nb", "X")], "line break"),
     ([("a", "1bad")], "label"),
-    ([("a", "")], "label"),
+    ([("a", "joy||anger")], "label"),
+    ([("a", ["joy", "1bad"])], "label"),
 ])
 def test_format_rejects_unrepresentable_entries(entries, match):
     with pytest.raises(ValueError, match=match):
@@ -375,7 +376,8 @@ def test_label_map_json_round_trip():
     m = LabelMap(keep=["Nomenclature"], default="Other", explicit={"Diagnosis": "Nomenclature"})
     d = json.loads(json.dumps(m.to_json()))
     assert d == {"keep": ["Nomenclature"], "default": "Other",
-                 "explicit": {"Diagnosis": "Nomenclature"}}
+                 "explicit": {"Diagnosis": "Nomenclature"}, "multi_label": False,
+                 "unlabelled": "default_label"}
     back = LabelMap.from_json(d)
     assert back == m and LabelMap(**d) == m and hash(back) == hash(m)
     assert LabelMap.from_json(LabelMap().to_json()) == LabelMap()
@@ -391,3 +393,48 @@ def test_label_map_rejects_bad_arguments(kwargs):
 def test_problem_code_property():
     p = Problem("f", 3, "bad_label: x", 0)
     assert p.code == "bad_label" and str(p) == "f: line 3: bad_label: x"
+
+
+# -- label sets (multi-label) ------------------------------------------------------------------
+
+def test_a_closer_may_carry_a_label_set():
+    lines, problems = parse_yedda("[@So glad#joy|gratitude*]\nplain\n[@two\nlines#fear*]\n")
+    assert problems == []
+    assert [(x.line_no, x.text, x.label) for x in lines] == [
+        (1, "So glad", "joy|gratitude"), (2, "plain", None), (3, "two", "fear"),
+        (4, "lines", "fear")]
+
+
+@pytest.mark.parametrize("closer", ["#joy|*]", "#|joy*]", "#joy||anger*]", "#joy|1x*]",
+                                    "#joy| *]"])
+def test_a_set_with_an_empty_or_bad_part_is_a_bad_label(closer):
+    lines, problems = parse_yedda(f"first\n[@text{closer}\n", path="f.ann")
+    assert [(p.path, p.line_no, p.code) for p in problems] == [("f.ann", 2, "bad_label")]
+    assert [(x.text, x.label) for x in lines] == [("first", None), ("text", None)]
+
+
+def test_label_map_of_sets():
+    m = LabelMap(keep=["joy", "anger", "neutral"], default="neutral",
+                 explicit={"happy": "joy", "mixed": "joy|anger"}, multi_label=True)
+    assert [m.map(x) for x in ("joy|anger", "happy|joy", "mixed|fear", "fear", None)] == [
+        "joy|anger", "joy", "joy|anger", "neutral", "neutral"]
+    none = LabelMap(keep=["joy"], default="neutral", multi_label=True, unlabelled="none")
+    assert [none.map(x) for x in ("joy|fear", "fear", None)] == ["joy", "", ""]
+    assert LabelMap.from_json(json.loads(json.dumps(none.to_json()))) == none
+    with pytest.raises(TypeError, match="needs multi_label=True"):
+        LabelMap(unlabelled="none")
+    with pytest.raises(TypeError, match=r"one of \['default_label', 'none'\]"):
+        LabelMap(multi_label=True, unlabelled="empty")
+
+
+def test_label_sets_round_trip_through_format_and_parse():
+    entries = [("a", "joy|anger"), ("b", ""), ("c", ("fear",)), ("", None),
+               ("d", ["joy", "anger"]), ("e", "joy|anger"), ("f", None)]
+    text = format_yedda(entries)
+    assert text == "[@a#joy|anger*]\nb\n[@c#fear*]\n\n[@d\ne#joy|anger*]\nf\n"
+    lines, problems = parse_yedda(text)
+    m = LabelMap(default="neutral", multi_label=True, unlabelled="none")
+    assert problems == []
+    assert [(x.text, set(filter(None, m.map(x.label).split("|")))) for x in lines] == [
+        ("a", {"joy", "anger"}), ("b", set()), ("c", {"fear"}), ("d", {"joy", "anger"}),
+        ("e", {"joy", "anger"}), ("f", set())]

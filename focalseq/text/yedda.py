@@ -14,6 +14,10 @@ Grammar, as read here:
   ``[A-Za-z][A-Za-z0-9_ -]*``) before the next ``[@`` or the end of the file. Span text
   may therefore contain ``#``, ``[``, ``]``, ``*`` and even earlier ``#Label*]``
   sequences, but never ``[@``. Labels are returned verbatim.
+* A closer may carry a label set, labels joined by ``|`` (``#joy|anger*]``, matching
+  ``LABEL_SET_PATTERN``); the line's label is then that raw string, and
+  :class:`LabelMap` with ``multi_label`` maps it label by label. An empty part
+  (``#joy|*]``, ``#|anger*]``) makes the closer a ``bad_label``.
 * Text between a closer and the next ``[@`` lies outside any span (label ``None``).
 * Escapes: ``[\\@`` in the file is a literal ``[@`` of the text and ``*\\]`` a literal
   ``*]``; more generally ``[``, then n >= 1 backslashes, then ``@`` reads as ``[``,
@@ -72,8 +76,12 @@ logger = logging.getLogger(__name__)
 OPEN = "[@"
 CLOSE = "*]"
 LABEL_PATTERN = r"[A-Za-z][A-Za-z0-9_ -]*"
+# Separator of a label set in a closer and in the `label` column of multi-label lines.
+LABEL_SEPARATOR = "|"
+LABEL_SET_PATTERN = rf"{LABEL_PATTERN}(?:\|{LABEL_PATTERN})*"
 _LABEL_RE = re.compile(LABEL_PATTERN)
-_LABEL_CHARS_RE = re.compile(r"[A-Za-z0-9_ -]+")
+_LABEL_SET_RE = re.compile(LABEL_SET_PATTERN)
+_LABEL_CHARS_RE = re.compile(r"[A-Za-z0-9_ |-]+")
 # '[' or '*', backslashes, then '@' or ']' (paired): written with one more backslash.
 _TO_ESCAPE_RE = re.compile(r"\[\\*@|\*\\*\]")
 _ESCAPED_RE = re.compile(r"\[\\+@|\*\\+\]")
@@ -171,6 +179,22 @@ def is_label(label) -> bool:
     return isinstance(label, str) and _LABEL_RE.fullmatch(label) is not None
 
 
+def label_set(label) -> Tuple[str, ...]:
+    """The labels of a label value: None and ``""`` are the empty set, a string is split
+    on ``|``, a list, tuple or set gives its items (a set in sorted order).
+
+    >>> label_set("joy|anger"), label_set(""), label_set(None), label_set(["fear"])
+    (('joy', 'anger'), (), (), ('fear',))
+    """
+    if label is None or label == "":
+        return ()
+    if isinstance(label, str):
+        return tuple(label.split(LABEL_SEPARATOR))
+    if isinstance(label, (set, frozenset)):
+        return tuple(sorted(label))
+    return tuple(label)
+
+
 def escape_text(text: str) -> str:
     r"""`text` with every ``[@`` and ``*]`` (and their escaped forms) escaped.
 
@@ -266,7 +290,7 @@ class _Scan:
             # A label holds no '*' or ']', so its '#' lies after the previous '*]':
             # the searched ranges are disjoint and the whole loop is linear.
             h = text.rfind("#", q + 2 if q >= 0 else start, p)
-            if h >= 0 and _LABEL_RE.fullmatch(text, h + 1, p):
+            if h >= 0 and _LABEL_SET_RE.fullmatch(text, h + 1, p):
                 found.append((h, p))
             p = q
         return found
@@ -347,7 +371,8 @@ class _Scan:
                 elif hashed:
                     self.problem(p, "bad_label",
                                  f"span opened at line {open_line} ends with "
-                                 f"'{text[h:p + 2]}'; a label must match {LABEL_PATTERN}")
+                                 f"'{text[h:p + 2]}'; a label must match {LABEL_PATTERN} "
+                                 f"(several: joined by '{LABEL_SEPARATOR}')")
                 else:
                     self.problem(p, "bad_label",
                                  f"span opened at line {open_line} ends with "
@@ -360,7 +385,7 @@ class _Scan:
                 return 1
         u = t_end - 1 if t_end > s and text[t_end - 1] in "*]" else t_end
         h = text.rfind("#", max(s, u - _MAX_FRAGMENT_LABEL - 1), u)
-        if h >= 0 and _LABEL_RE.fullmatch(text, h + 1, u):
+        if h >= 0 and _LABEL_SET_RE.fullmatch(text, h + 1, u):
             self.problem(h, "missing_close",
                          f"span opened at line {open_line} ends with '{text[h:t_end]}' "
                          f"but has no closing '*]' {where}")
@@ -484,15 +509,23 @@ def parse_plain(text: str, path: str = "<string>") -> List[Line]:
     return _build_lines(text, [(0, len(text), None, True)], unescape=False) if text else []
 
 
-def format_yedda(lines: Iterable[Tuple[str, Optional[str]]]) -> str:
+def format_yedda(lines: Iterable[Tuple[str, object]]) -> str:
     """Writes ``(text, label)`` lines as YEDDA, one span per run of equal labels.
 
     ``parse_yedda(format_yedda(x))`` gives back every entry whose text is not blank, with
     its text (trailing whitespace stripped) and label, and no problems, whatever the
     text holds: ``[@`` and ``*]`` in it are escaped (:func:`escape_text`). Blank entries
     are written as empty lines: inside the span when both neighbouring entries share its
-    label, between spans otherwise. Label ``None`` writes the text outside any span.
-    Write the result with :func:`encode_document`.
+    label, between spans otherwise. Label ``None`` or an empty set (``""``, ``()``)
+    writes the text outside any span; a label set (``"joy|anger"`` or a list of labels)
+    closes its span with the labels joined by ``|``. Write the result with
+    :func:`encode_document`.
+
+    >>> print(format_yedda([("So glad", "joy|gratitude"), ("Noted", ""), ("Why?", ["curiosity"])]),
+    ...       end="")
+    [@So glad#joy|gratitude*]
+    Noted
+    [@Why?#curiosity*]
 
     Args:
         lines: ``(text, label)`` pairs; text holds no line break.
@@ -504,12 +537,15 @@ def format_yedda(lines: Iterable[Tuple[str, Optional[str]]]) -> str:
         ValueError: a text with a line break, or a label not matching
             ``[A-Za-z][A-Za-z0-9_ -]*``.
     """
-    entries = list(lines)
-    for text, label in entries:
+    entries = []
+    for text, label in lines:
         if "\n" in text or "\r" in text:
             raise ValueError(f"format_yedda: text {text!r} contains a line break")
-        if label is not None and not is_label(label):
-            raise ValueError(f"format_yedda: label {label!r} must match {LABEL_PATTERN}")
+        parts = label_set(label)
+        if not all(is_label(part) for part in parts):
+            raise ValueError(f"format_yedda: label {label!r} must match {LABEL_PATTERN} "
+                             f"(a set: such labels joined by '{LABEL_SEPARATOR}')")
+        entries.append((text, LABEL_SEPARATOR.join(parts) if parts else None))
     filled = [i for i, (text, _) in enumerate(entries) if text.strip()]
     out: List[str] = []
     prev = 0
@@ -533,6 +569,11 @@ def format_yedda(lines: Iterable[Tuple[str, Optional[str]]]) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
+# What text with no label (outside spans, or a set left empty by the mapping) becomes in
+# multi-label mode: the default label, or the empty set "".
+UNLABELLED = ("default_label", "none")
+
+
 class LabelMap:
     """Maps raw YEDDA labels onto the training label set.
 
@@ -540,15 +581,25 @@ class LabelMap:
     it, otherwise it becomes ``default``. Text outside any span (``None``) maps to
     ``default``. The constructor arguments are the JSON form.
 
+    With ``multi_label`` a raw label is a ``|``-joined set, mapped label by label:
+    ``explicit`` may map one label to a set, labels not in ``keep`` are dropped, repeats
+    are dropped, and a set left empty (or text outside spans) becomes ``default`` when
+    ``unlabelled`` is ``"default_label"`` and the empty set ``""`` when it is ``"none"``.
+
     >>> m = LabelMap(keep=["Nomenclature", "Description"], explicit={"Diagnosis": "Description"})
     >>> [m.map(x) for x in ("Nomenclature", "Diagnosis", "Key", None)]
     ['Nomenclature', 'Description', 'Misc-exposition', 'Misc-exposition']
     >>> LabelMap.from_json(m.to_json()) == m
     True
+    >>> sets = LabelMap(keep=["joy", "anger"], default="neutral", multi_label=True,
+    ...                 unlabelled="none")
+    >>> [sets.map(x) for x in ("joy|anger", "joy|pride", "pride", None)]
+    ['joy|anger', 'joy', '', '']
     """
 
     def __init__(self, keep: Optional[Sequence[str]] = None, default: str = "Misc-exposition",
-                 explicit: Optional[Dict[str, str]] = None):
+                 explicit: Optional[Dict[str, str]] = None, multi_label: bool = False,
+                 unlabelled: str = "default_label"):
         if keep is not None:
             if isinstance(keep, str) or not all(isinstance(k, str) for k in keep):
                 raise TypeError(f"LabelMap: keep must be a list of label strings or None, "
@@ -562,9 +613,19 @@ class LabelMap:
                 raise TypeError(f"LabelMap: explicit must be a dict of str to str or None, "
                                 f"got {explicit!r}")
             explicit = dict(explicit)
+        if not isinstance(multi_label, bool):
+            raise TypeError(f"LabelMap: multi_label must be true or false, got {multi_label!r}")
+        if unlabelled not in UNLABELLED:
+            raise TypeError(f"LabelMap: unlabelled must be one of {list(UNLABELLED)}, "
+                            f"got {unlabelled!r}")
+        if unlabelled == "none" and not multi_label:
+            raise TypeError("LabelMap: unlabelled 'none' (the empty label set) needs "
+                            "multi_label=True; a single-label line has exactly one label")
         self.keep = keep
         self.default = default
         self.explicit = explicit
+        self.multi_label = multi_label
+        self.unlabelled = unlabelled
         self._keep_set = None if keep is None else frozenset(keep)
 
     @property
@@ -578,7 +639,10 @@ class LabelMap:
         return tuple(out)
 
     def map(self, raw: Optional[str]) -> str:
-        """Maps one raw label (surrounding whitespace ignored); None gives the default."""
+        """Maps one raw label (surrounding whitespace ignored); None gives the default
+        (in multi-label mode: what ``unlabelled`` says)."""
+        if self.multi_label:
+            return self._map_set(raw)
         if raw is None:
             return self.default
         raw = raw.strip()
@@ -588,11 +652,25 @@ class LabelMap:
             return raw
         return self.default
 
+    def _map_set(self, raw: Optional[str]) -> str:
+        out: List[str] = []
+        for part in label_set(raw):
+            part = part.strip()
+            if self.explicit is not None:
+                part = self.explicit.get(part, part)
+            for label in label_set(part):
+                if (self._keep_set is None or label in self._keep_set) and label not in out:
+                    out.append(label)
+        if out:
+            return LABEL_SEPARATOR.join(out)
+        return self.default if self.unlabelled == "default_label" else ""
+
     def to_json(self) -> dict:
         """The constructor arguments as a JSON-able dict."""
         return {"keep": None if self.keep is None else list(self.keep),
                 "default": self.default,
-                "explicit": None if self.explicit is None else dict(self.explicit)}
+                "explicit": None if self.explicit is None else dict(self.explicit),
+                "multi_label": self.multi_label, "unlabelled": self.unlabelled}
 
     @classmethod
     def from_json(cls, d: dict) -> "LabelMap":
@@ -604,8 +682,10 @@ class LabelMap:
 
     def __hash__(self) -> int:
         return hash((None if self.keep is None else tuple(self.keep), self.default,
-                     None if self.explicit is None else tuple(sorted(self.explicit.items()))))
+                     None if self.explicit is None else tuple(sorted(self.explicit.items())),
+                     self.multi_label, self.unlabelled))
 
     def __repr__(self) -> str:
         return (f"LabelMap(keep={self.keep!r}, default={self.default!r}, "
-                f"explicit={self.explicit!r})")
+                f"explicit={self.explicit!r}, multi_label={self.multi_label!r}, "
+                f"unlabelled={self.unlabelled!r})")
