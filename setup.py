@@ -41,6 +41,7 @@ setup(
         "PyYAML>=6",
         "pydantic>=2",
         "fsspec>=2023.1",
+        "psutil>=5",
     ],
     extras_require={"dev": ["pytest>=8", "hypothesis>=6"]},
     entry_points={"console_scripts": ["focalseq=focalseq.cli:main"]},

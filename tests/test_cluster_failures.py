@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-import yaml
+from cluster_fixture import cluster_env, netns_processes
 
 BIN = os.path.dirname(sys.executable)
 LIMIT = 60.0
@@ -22,59 +22,17 @@ pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 
 
 def _env():
-    env = dict(os.environ, PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
-               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    return env
+    return cluster_env()
 
 
 @pytest.fixture(scope="module")
-def prepared(local_cluster, tmp_path_factory):
-    """A shared folder with prepared windows and a configuration for long training."""
-    shared = tmp_path_factory.mktemp("shared")
-    driver = tmp_path_factory.mktemp("driver")
-    conf = dict(local_cluster.spark_conf())
-    master = conf.pop("spark.master")
-    cfg = {"data": {"synthetic": {"n_docs": 12, "lines_per_doc": 60, "ratio": [1, 5, 20]}},
-           "features": {"vocab_size": 2000},
-           "train": {"epochs": 400, "batch_size": 8, "hidden_size": 16, "embedding_dim": 16,
-                     "num_proc": 2},
-           "output": {"dir": f"file://{shared}/run"},
-           "mlflow": {"tracking_uri": f"sqlite:///{shared}/mlflow.db"},
-           "spark": {"master": master, "conf": conf}}
-    path = os.path.join(shared, "conf.yaml")
-    with open(path, "w") as fh:
-        yaml.safe_dump(cfg, fh)
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(f"sqlite:///{shared}/mlflow.db").create_experiment(
-        "focalseq", artifact_location=f"file://{shared}/mlartifacts")
-    proc = subprocess.run([os.path.join(BIN, "focalseq"), "prepare", "--conf", path, "-q"],
-                          cwd=driver, env=_env(), capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return {"conf": path, "shared": str(shared), "driver": str(driver)}
-
-
-def _processes(netns: str):
-    """{pid: (cmdline, environ)} of the processes in a worker's network namespace."""
-    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True)
-    found = {}
-    for pid in map(int, out.stdout.split()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                environ = dict(item.split("=", 1) for item in
-                               fh.read().decode(errors="replace").split("\0") if "=" in item)
-        except OSError:
-            continue
-        found[pid] = (cmdline, environ)
-    return found
+def prepared(cluster_prepared):
+    return cluster_prepared
 
 
 def _horovod_worker(netns):
     """(pid, rank) of the Horovod worker process in `netns`, or None."""
-    for pid, (cmdline, environ) in _processes(netns).items():
+    for pid, (cmdline, environ) in netns_processes(netns).items():
         if "horovod.spark.task.gloo_exec_fn" in cmdline and "HOROVOD_RANK" in environ:
             return pid, environ["HOROVOD_RANK"]
     return None
@@ -82,7 +40,7 @@ def _horovod_worker(netns):
 
 def _executor_jvm(netns):
     """(pid, executor id) of the executor JVM in `netns`, or None."""
-    for pid, (cmdline, _) in _processes(netns).items():
+    for pid, (cmdline, _) in netns_processes(netns).items():
         if "CoarseGrainedExecutorBackend" in cmdline:
             words = cmdline.split()
             return pid, words[words.index("--executor-id") + 1]

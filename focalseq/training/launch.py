@@ -221,8 +221,18 @@ def run_horovod(spec, num_proc, store, worker=None) -> dict:
                                                _newly_lost(lost_before, wait))) from exc
         finally:
             _restore_signal_handlers(handlers)
-    logger.info("run %s: %d workers finished in %.1fs", run_id, num_proc, time.time() - started)
+    last = {r.get("rank"): r.get("last_epoch") for r in results}
+    logger.info("run %s: %d workers finished in %.1fs; last epoch trained by rank: %s",
+                run_id, num_proc, time.time() - started,
+                ", ".join(f"{rank} {_epoch_name(e)}" for rank, e in sorted(last.items())))
+    if len(set(last.values())) > 1:
+        logger.warning("run %s: the ranks stopped at different epochs (%s)", run_id, last)
     return next(r for r in results if r.get("rank") == 0)
+
+
+def _epoch_name(epoch) -> str:
+    """1-based, as the epoch lines count; 'none' when a rank trained no epoch."""
+    return "none" if epoch is None else str(epoch + 1)
 
 
 def _signal_handlers() -> dict:

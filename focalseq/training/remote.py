@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -41,8 +40,12 @@ INPUTS = ("token_ids", "shape")
 
 def train_worker(spec: dict) -> dict:
     """Entry point of each Horovod process; a failure leaves its traceback in the store."""
+    from focalseq.training import scratch as scratch_folders
+
     _exit_on_sigterm()
-    scratch = tempfile.mkdtemp(prefix=f"focalseq-{spec['run_id']}-")
+    # Workers killed with SIGKILL on this host left theirs behind.
+    scratch_folders.remove_stale()
+    scratch = scratch_folders.make_scratch(spec["run_id"])
     try:
         return _train(spec, scratch)
     except BaseException:
@@ -94,7 +97,7 @@ def _train(spec: dict, scratch: str) -> dict:
     if state is not None:
         _restore(model, store, run_id, state["epoch"], scratch)
     if done:
-        return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch)
+        return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch, [])
 
     val_files = []
     if spec["has_validation"]:
@@ -111,10 +114,10 @@ def _train(spec: dict, scratch: str) -> dict:
     batches = streaming.training_batches(
         reader, streaming.shard(groups, hvd.rank(), hvd.size()), batch, steps, spec["seed"],
         hvd.rank(), initial_epoch)
-    model.fit(_train_dataset(batches, batch, spec["dims"]), epochs=spec["epochs"],
-              initial_epoch=initial_epoch, steps_per_epoch=steps, callbacks=callbacks,
-              verbose=0)
-    return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch)
+    history = model.fit(_train_dataset(batches, batch, spec["dims"]), epochs=spec["epochs"],
+                        initial_epoch=initial_epoch, steps_per_epoch=steps,
+                        callbacks=callbacks, verbose=0)
+    return _finish(model, store, spec, hvd.rank(), initial_epoch, scratch, history.epoch)
 
 
 # Setup ---------------------------------------------------------------------------------
@@ -584,10 +587,14 @@ def log_mlflow(spec, record, epoch):
         logger.warning("MLflow: epoch %d metrics not logged: %s", epoch, exc)
 
 
-def _finish(model, store, spec, rank, initial_epoch, scratch) -> dict:
-    """Rank 0 writes the final network (best epoch if validated) and reports the run."""
+def _finish(model, store, spec, rank, initial_epoch, scratch, epochs_run) -> dict:
+    """Rank 0 writes the final network (best epoch if validated) and reports the run.
+
+    Every rank reports the last epoch it trained (None: none in this attempt), so the
+    driver can tell that all stopped together."""
+    last_epoch = max(epochs_run) if len(epochs_run) else None
     if rank != 0:
-        return {"rank": rank}
+        return {"rank": rank, "last_epoch": last_epoch}
     run_id = spec["run_id"]
     best = store.path(run_id, "checkpoints", "best.weights.h5")
     if spec["restore_best"] and store.exists(best):
@@ -601,4 +608,4 @@ def _finish(model, store, spec, rank, initial_epoch, scratch) -> dict:
     with open(path, "rb") as fh:
         store.write_bytes(store.model_path(run_id), fh.read())
     return {"rank": 0, "initial_epoch": initial_epoch, "state": store.checkpoint_state(run_id),
-            "model_path": store.model_path(run_id)}
+            "model_path": store.model_path(run_id), "last_epoch": last_epoch}

@@ -5,7 +5,8 @@ filesystem has it, as local disks and HDFS do; elsewhere write, wait, read back 
 it only if it is still ours). The file names its owner (host, pid and a random token) and
 a heartbeat time that a driver thread refreshes every `HEARTBEAT_S` seconds. A second fit
 of the same run id is refused while the lock is fresh; a lock whose heartbeat is older
-than `STALE_AFTER_S` seconds (its driver was killed) is taken over. The lock is released
+than `STALE_AFTER_S` seconds (its driver was killed) is taken over, and so is one whose
+owner process on this host is gone and has missed two heartbeats. The lock is released
 when the fit ends, however it ends.
 
 >>> import tempfile
@@ -92,7 +93,7 @@ class RunLock:
             if held is None:
                 continue  # released between our create and our read: try again
             age = time.time() - float(held.get("heartbeat", 0))
-            if age <= self.stale_after:
+            if age <= self.stale_after and not _owner_gone(held, age, self.heartbeat):
                 raise RunLockedError(
                     f"run {self.run_id!r} is already being fitted by {_describe(held)} (its "
                     f"lock {self.store.url(self.run_id, 'lock.json')} was refreshed "
@@ -196,6 +197,27 @@ class RunLock:
                 fileio.write_atomically(self.store.fs, self.path, self._record())
             except (OSError, ValueError) as exc:  # a flaky store: try again next beat
                 logger.warning("run %s: heartbeat failed: %s", self.run_id, exc)
+
+
+def _owner_gone(record, age: float, heartbeat: float) -> bool:
+    """True when the lock's owner ran on this host and its process no longer exists.
+
+    A killed driver on this machine need not be waited out for `stale_after` seconds.
+    Two missed heartbeats are still required, so a live owner that shares the host name
+    from another pid namespace (a container) keeps its lock.
+    """
+    owner = record.get("owner") if isinstance(record, dict) else None
+    if not isinstance(owner, dict) or owner.get("host") != socket.gethostname():
+        return False
+    if age <= 2 * heartbeat or not isinstance(owner.get("pid"), int):
+        return False
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _token(record) -> str:
