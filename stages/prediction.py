@@ -7,7 +7,9 @@ covered by several overlapping windows gets the mean of their probabilities: sum
 within each Arrow batch in Python, then merged across batches and partitions by one
 aggregation, or, when each document's windows arrive together (`grouped`), completed in
 Python with no shuffle. With `direct_read`, a plain Parquet scan is read by the Python
-workers themselves (`focalseq.stages.parquet_input`).
+workers themselves (`focalseq.stages.parquet_input`), and a quick look at its key columns
+tells whether the documents arrive together (prepared Parquet: yes), so the default
+path skips the shuffle whenever it safely can.
 
 `BiLSTMModel` and `EnsembleModel` call it and then apply `focalseq.stages.decision`.
 """
@@ -41,7 +43,9 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
 
     With `direct_read`, when `dataset` is a plain scan of Parquet files the Python
     workers read the files themselves (`focalseq.stages.parquet_input`); the result is
-    the same.
+    the same. Then, even without `grouped`, a small job reads the files' document keys
+    and window starts, and when each document's windows arrive together in one task
+    (`_arrives_grouped`) the lines are completed in Python without the aggregation.
     """
     n = len(labels)
     if batch_size < 1:
@@ -67,7 +71,13 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
     windows, read = dataset.select(*cols), None
     files = parquet_input.parquet_files(dataset, cols) if direct_read else None
     if files is not None:
-        windows, read = _file_assignments(dataset, files), _reader(dataset, cols)
+        bins = _task_files(dataset, files)
+        windows, read = _file_assignments(dataset, bins), _reader(dataset, cols)
+        if not grouped:
+            # The files are read whole, one task each: when a look at two small columns
+            # shows every document's windows together in one task (true of prepared
+            # Parquet), the lines complete in Python and the merge shuffle is skipped.
+            grouped = _arrives_grouped(dataset, bins, keys)
     step = _grouped_lines if grouped else _predict_batches
     per_line = windows.mapInArrow(
         lambda batches: step(read(batches) if read else batches, plan, shared), schema)
@@ -84,17 +94,91 @@ def predict_lines(dataset: DataFrame, networks: list, labels: list, multi_label:
     return agg.select(*keys, "line_idx", prob.alias(probability_col), "label")
 
 
-def _file_assignments(dataset, files) -> DataFrame:
-    """One row per task: the [path, partition values] of the files it reads, in order."""
-    spark = dataset.sparkSession
-    sc = spark.sparkContext
+def _task_files(dataset, files) -> list:
+    """The files dealt to tasks: one list of (path, partition values) per task."""
+    sc = dataset.sparkSession.sparkContext
     # As many tasks as Spark's own scan would use (its files packed by
     # spark.sql.files.maxPartitionBytes), and at least one per core.
     tasks = max(sc.defaultParallelism, dataset.rdd.getNumPartitions())
-    bins = parquet_input.packed(files, tasks)
+    return parquet_input.packed(files, tasks)
+
+
+def _file_assignments(dataset, bins) -> DataFrame:
+    """One row per task: the [path, partition values] of the files it reads, in order."""
+    spark = dataset.sparkSession
+    sc = spark.sparkContext
     rows = [([[path, json.dumps(part)] for path, part in b],) for b in bins]
     schema = T.StructType([T.StructField("files", T.ArrayType(T.ArrayType(T.StringType())))])
     return spark.createDataFrame(sc.parallelize(rows, len(rows)), schema)
+
+
+def _arrives_grouped(dataset, bins, keys) -> bool:
+    """Whether, read as `bins` deals them, each document's windows arrive together.
+
+    One small job reads the key and `start` columns of every file (not the arrays) and
+    emits one row per run of a document's windows in each task's stream
+    (`_document_runs`): the run is in order when its first window starts at line 0 and
+    its starts increase. The documents arrive together when every run is in order and no
+    document has two runs, in one task or in two (counted by Spark, so only three
+    numbers reach the driver): a document split between tasks, interleaved with another
+    or repeated shows a run out of order or a second run.
+    """
+    read = _reader(dataset, keys + ["start"])
+    schema = T.StructType([dataset.schema[k] for k in keys] +
+                          [T.StructField("_in_order", T.BooleanType())])
+    runs_of = _file_assignments(dataset, bins).mapInArrow(
+        lambda assignments: _document_runs(read(assignments), keys), schema)
+    row = runs_of.agg(F.count(F.lit(1)).alias("runs"),
+                      F.count_distinct(*[F.col(k) for k in keys]).alias("documents"),
+                      F.min(F.col("_in_order").cast("int")).alias("in_order")).first()
+    return row["runs"] == row["documents"] and row["in_order"] in (None, 1)
+
+
+def _document_runs(batches, keys):
+    """Arrow batches of windows (`keys`, `start`) -> one row per run of a document's
+    consecutive windows, across batch boundaries: its keys and `_in_order` (the run
+    starts at 0 and its starts increase)."""
+    import numpy as np
+    import pyarrow as pa
+
+    run_keys, run_ok = [], []
+    last_key, last_start = None, -1
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        key = _row_keys(batch, keys)
+        starts = batch.column("start").to_numpy(zero_copy_only=False).astype(np.int64)
+        new_doc = np.empty(len(starts), dtype=bool)
+        new_doc[0] = last_key is None or key[0] != last_key
+        new_doc[1:] = key[1:] != key[:-1]
+        previous = np.concatenate([[last_start], starts[:-1]])
+        ok = np.where(new_doc, starts == 0, starts > previous)
+        # Run r covers rows [first[r], first[r + 1]); a run continued from the last
+        # batch has no first row here and updates the last run kept.
+        first = np.flatnonzero(new_doc)
+        if len(first) == 0 or first[0] > 0:
+            run_ok[-1] = run_ok[-1] and bool(ok[:first[0] if len(first) else None].all())
+        bounds = np.append(first, len(starts))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            run_keys.append(key[a])
+            run_ok.append(bool(ok[a:b].all()))
+        last_key, last_start = key[-1], int(starts[-1])
+    columns = {k: [rk[i] if len(keys) > 1 else rk for rk in run_keys]
+               for i, k in enumerate(keys)}
+    if run_ok:  # a task with no windows has no runs (and no column types to give)
+        yield pa.RecordBatch.from_pydict({**columns, "_in_order": run_ok})
+
+
+def _row_keys(batch, keys):
+    """Each row's document key (doc_id, or doc_id and split) as one numpy object array."""
+    import numpy as np
+
+    columns = [batch.column(k).to_numpy(zero_copy_only=False) for k in keys]
+    if len(columns) == 1:
+        return columns[0]
+    out = np.empty(batch.num_rows, dtype=object)
+    out[:] = list(zip(*columns))
+    return out
 
 
 def _reader(dataset, cols):
