@@ -27,7 +27,6 @@ setup(
     },
     package_data={"focalseq.conf": ["*.yaml"]},
     install_requires=[
-        "tensorflow-cpu==2.15.1",
         "petastorm==0.13.1",
         "pyarrow==14.0.2",
         "numpy>=1.26,<2",
@@ -43,6 +42,12 @@ setup(
         "fsspec>=2023.1",
         "psutil>=5",
     ],
-    extras_require={"dev": ["pytest>=8", "hypothesis>=6"]},
+    # TensorFlow by the nodes' hardware: `focalseq[cpu]` (tensorflow-cpu, what the tests
+    # and the CPU clusters here run) or `focalseq[gpu]` (the tensorflow wheel with its CUDA
+    # libraries, for GPU executors). Both provide the `tensorflow` module, so only one of
+    # them may be installed, which is why neither is a plain requirement.
+    extras_require={"cpu": ["tensorflow-cpu==2.15.1"],
+                    "gpu": ["tensorflow[and-cuda]==2.15.1"],
+                    "dev": ["pytest>=8", "hypothesis>=6"]},
     entry_points={"console_scripts": ["focalseq=focalseq.cli:main"]},
 )

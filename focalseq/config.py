@@ -579,10 +579,16 @@ def load_config(path: Optional[str] = None, overrides: Optional[List[str]] = Non
     """
     raw: dict = {}
     if path:
-        if not os.path.exists(path):
-            raise ConfigError([f"--conf: no such file {path!r}"])
-        with open(path) as fh:
-            raw = _yaml(fh, path) or {}
+        from focalseq import fileio
+
+        # Through fsspec: a workflow may pass the file as a URL (dbfs:/, s3://, file:).
+        try:
+            text = fileio.read_bytes(path).decode("utf-8")
+        except FileNotFoundError:
+            raise ConfigError([f"--conf: no such file {path!r}"]) from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError([f"--conf: cannot read {path!r}: {exc}"]) from exc
+        raw = _yaml(text, path) or {}
         if not isinstance(raw, dict):
             raise ConfigError([f"{path}: expected a YAML mapping at the top level"])
     for item in overrides or []:

@@ -26,8 +26,9 @@ AVERAGE_METRICS = ("micro_precision", "micro_recall", "micro_f1", "macro_precisi
                    "macro_recall", "macro_f1", "weighted_f1", "focal_macro_precision",
                    "focal_macro_recall", "focal_macro_f1", "accuracy", "examples_f1")
 # What a logged pipeline needs at serving time, pinned to the versions it was built with.
-SERVING_PACKAGES = ("pyspark", "mlflow", "tensorflow-cpu", "numpy", "pandas", "pyarrow",
-                    "protobuf", "fsspec")
+# tensorflow-cpu or tensorflow (GPU nodes): whichever is installed is pinned.
+SERVING_PACKAGES = ("pyspark", "mlflow", "tensorflow-cpu", "tensorflow", "numpy", "pandas",
+                    "pyarrow", "protobuf", "fsspec")
 
 
 def metric_key(*parts: str) -> str:

@@ -10,11 +10,12 @@
 # COMMAND ----------
 
 import argparse
-import os
+import posixpath
 
 try:  # Databricks: widgets and the notebook's session
     dbutils.widgets.text("corpus", "dbfs:/data/skol/**/*.ann")  # noqa: F821
-    dbutils.widgets.text("work_dir", "/dbfs/focalseq/quickstart")  # noqa: F821
+    # A URL of the shared store: every path goes through Spark's or fsspec's filesystems.
+    dbutils.widgets.text("work_dir", "dbfs:/focalseq/quickstart")  # noqa: F821
     dbutils.widgets.text("epochs", "6")  # noqa: F821
     dbutils.widgets.text("num_workers", "2")  # noqa: F821
     args = argparse.Namespace(**{k: dbutils.widgets.get(k)  # noqa: F821
@@ -31,8 +32,9 @@ except NameError:  # a plain Python run
 if not args.corpus:
     from focalseq.synthetic import generate_corpus
 
-    generate_corpus(os.path.join(args.work_dir, "corpus"), n_docs=40, lines_per_doc=120)
-    args.corpus = os.path.join(os.path.abspath(args.work_dir), "corpus", "*.ann")
+    # Written through fsspec, so work_dir may be a URL (dbfs:/, s3://, file://).
+    generate_corpus(posixpath.join(args.work_dir, "corpus"), n_docs=40, lines_per_doc=120)
+    args.corpus = posixpath.join(args.work_dir, "corpus", "*.ann")
 print(f"corpus: {args.corpus}")
 
 # COMMAND ----------
@@ -49,7 +51,7 @@ classifier = SkolClassifierV2(
     window_size=16, prediction_stride=8, hidden_size=64, num_layers=1, dropout=0.2,
     epochs=int(args.epochs), batch_size=16, num_workers=int(args.num_workers),
     focal_labels=["Nomenclature", "Description"],
-    model_storage="disk", model_path=os.path.join(args.work_dir, "model"),
+    model_storage="disk", model_path=posixpath.join(args.work_dir, "model"),
     work_dir=args.work_dir, verbosity=1)
 results = classifier.fit()
 

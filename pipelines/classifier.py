@@ -30,7 +30,7 @@ underneath logs through `logging`.
 import contextlib
 import functools
 import logging
-import os
+import posixpath
 import tempfile
 import time
 
@@ -163,8 +163,7 @@ class FocalSeqClassifier:
             "data.default_label": default_label,
             "train.loss": self.loss_name, "train.loss_config": loss_config,
             "output.dir": self.work_dir,
-            "mlflow.tracking_uri": tracking_uri or
-            f"sqlite:///{os.path.join(os.path.abspath(self.work_dir), 'mlflow.db')}",
+            "mlflow.tracking_uri": tracking_uri or _tracking_uri_in(self.work_dir),
             "mlflow.experiment": experiment or DEFAULTS.mlflow.experiment,
         })
         if split_fractions is not None:
@@ -352,6 +351,22 @@ def api_defaults() -> Config:
     drift (tests/test_api.py, tests/test_defaults.py).
     """
     return load_config(packaged_conf("skol.yaml"))
+
+
+def _tracking_uri_in(work_dir: str) -> str:
+    """The classifier's MLflow store when none is given: a SQLite file in `work_dir` on
+    a local disk; the workspace's tracking server for a DBFS `work_dir` (Databricks);
+    the configuration's default for any other URL (SQLite cannot live on HDFS or S3)."""
+    import fsspec
+
+    protocol, _ = fsspec.core.split_protocol(work_dir)
+    if protocol == "dbfs" or work_dir.startswith(("dbfs:", "/dbfs/")):
+        return "databricks"
+    if protocol not in (None, "file", "local"):
+        return DEFAULTS.mlflow.tracking_uri
+    # fsspec's local path is absolute, so the store does not move with the cwd.
+    _, path = fsspec.core.url_to_fs(work_dir)
+    return f"sqlite:///{posixpath.join(path, 'mlflow.db')}"
 
 
 def _config_from(overrides: dict):

@@ -53,7 +53,7 @@ if ! "$VENV/bin/python" -c "import horovod.tensorflow" >/dev/null 2>&1; then
   HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
     $PIP install -q $C --no-build-isolation horovod
 fi
-$PIP install -q $C -e ".[dev]"
+$PIP install -q $C -e ".[dev,cpu]"
 # Capture the whole report first: piping it into `grep -q` closes the pipe at the first
 # match, and horovodrun then dies of a BrokenPipeError that pipefail turns into a failure.
 build=$("$VENV/bin/horovodrun" --check-build 2>&1) \

@@ -347,3 +347,12 @@ def test_unlabelled_defaults_and_the_shipped_multilabel_and_binary_confs():
     assert (binary.labels, binary.train.loss, binary.data.synthetic.ratio) == (
         ["Nomenclature", "Misc-exposition"], "focal", [1.0, 10.0])
     assert set(binary.train.loss_config) == {"alpha", "gamma", "label_smoothing"}
+
+
+def test_the_configuration_file_may_be_a_url(tmp_path):
+    """A workflow may pass --conf as a URL of the shared store (dbfs:/, s3://, file:)."""
+    path = tmp_path / "my conf.yaml"
+    path.write_text("train: {epochs: 3}\n")
+    assert load_config(f"file://{path}").train.epochs == 3
+    with pytest.raises(ConfigError, match=r"--conf: no such file 'file://.*missing.yaml'"):
+        load_config(f"file://{tmp_path}/missing.yaml")

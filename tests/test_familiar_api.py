@@ -463,3 +463,18 @@ def test_comparing_approaches_example_with_redis(spark, corpus, tmp_path, redis_
         ["rnn_focal_f1", "rnn_standard", "rnn_weighted"]
     assert [r.loss_name for r in runs] == ["cross_entropy", "weighted_cross_entropy",
                                            "soft_f1"]
+
+
+def test_the_default_mlflow_store_follows_the_work_dir(tmp_path, monkeypatch):
+    """Local work_dir: a SQLite file inside it, by absolute path (the store does not move
+    with the working directory); DBFS: the workspace's tracking; other URLs, where SQLite
+    cannot live: the configuration's default."""
+    from focalseq.config import DEFAULTS
+    from focalseq.pipelines.classifier import _tracking_uri_in
+
+    monkeypatch.chdir(tmp_path)
+    assert _tracking_uri_in("work") == f"sqlite:///{tmp_path}/work/mlflow.db"
+    assert _tracking_uri_in(f"file://{tmp_path}/w") == f"sqlite:///{tmp_path}/w/mlflow.db"
+    assert _tracking_uri_in("dbfs:/focalseq/q") == "databricks"
+    assert _tracking_uri_in("/dbfs/focalseq/q") == "databricks"
+    assert _tracking_uri_in("hdfs://namenode/runs") == DEFAULTS.mlflow.tracking_uri
