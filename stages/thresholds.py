@@ -412,8 +412,13 @@ def _margin_histogram(data, labels, offsets, j, bins, bound):
     width = 2 * bound / bins
     binned = F.least(F.greatest(F.floor((margin + F.lit(bound)) / F.lit(width)), F.lit(0)),
                      F.lit(bins - 1)).cast("int")
-    true_idx = (F.array_position(F.array(*[F.lit(lab) for lab in labels]), F.col("label"))
-                - 1).cast("int")
+    # array_position(array(labels), label) - 1, spelled out: F.array_position takes a
+    # column as the value only from Spark 4.0, and clusters run 3.5 too. First match wins;
+    # -1 for a label outside the list, null for a null label, as array_position gives.
+    true_idx = F.lit(-1)
+    for k in reversed(range(n)):
+        true_idx = F.when(F.col("label") == F.lit(labels[k]), F.lit(k)).otherwise(true_idx)
+    true_idx = F.when(F.col("label").isNotNull(), true_idx).cast("int")
     rows = (data.select(binned.alias("bin"), true_idx.alias("t"), runner_up.alias("r"))
             .groupBy("bin", "t", "r").count().collect())
     hist = np.zeros((bins, n, n))
