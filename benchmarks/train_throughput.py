@@ -12,6 +12,11 @@ Adam):
 * estimator: `BiLSTMEstimator.fit` on local Spark (local[2]) with 1 or 2 Horovod workers,
   each reading its petastorm shard; `batchSize` is per worker (Horovod's convention; the
   global batch is workers x batchSize and the learning rate is scaled alike).
+* estimator on the standalone cluster (`--cluster`, the default): the same fit with 2
+  workers from a driver of its own (a child process) on `focalseq.local_cluster`, a
+  master and two worker hosts in network namespaces (one core each), the windows and the
+  run store read and written as ``file://`` URLs. Where namespaces cannot be made the
+  cluster runs on loopback and the row says so.
 
 Windows/second are steady-state: the median over epochs 2..E of windows trained in the
 epoch / seconds of the epoch. For the estimator the epoch time is rank 0's
@@ -93,6 +98,54 @@ def estimator(windows, args, workers, batch, store) -> dict:
             "epochs": [r["train_seconds"] for r in history]}
 
 
+CLUSTER_DIR = "/tmp/focalseq-throughput-cluster"
+
+
+def on_cluster(folder, args, batch) -> dict:
+    """The 2-worker estimator on a fresh local standalone cluster, driven by a child
+    process (one SparkContext per process); its figures, plus the cluster's mode."""
+    import json
+    import subprocess
+    import sys
+
+    from focalseq.local_cluster import LocalCluster
+
+    cluster = LocalCluster(CLUSTER_DIR)
+    state = cluster.start()
+    try:
+        job = {"spark_conf": state.spark_conf(), "folder": f"file://{folder}",
+               "store": f"file://{args.store}-cluster", "batch": batch,
+               "epochs": args.epochs, "lr": args.lr, "lines": args.lines, "data": args.data,
+               "cache": args.cache}
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--cluster-child",
+                               json.dumps(job)], capture_output=True, text=True, timeout=3600)
+    finally:
+        cluster.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the cluster run failed:\n{proc.stderr[-4000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["mode"] = state.mode
+    return result
+
+
+def cluster_child(job_json: str) -> None:
+    """Runs in the child: the estimator on the cluster; prints its figures as JSON."""
+    import json
+
+    from focalseq.pipelines.session import get_spark
+
+    job = json.loads(job_json)
+    conf = dict(job["spark_conf"])
+    spark = get_spark(conf.pop("spark.master"), "focalseq-throughput-cluster", conf)
+    args = argparse.Namespace(epochs=job["epochs"], lr=job["lr"], lines=job["lines"],
+                              data=job["data"], cache=job["cache"])
+    args.cfg = _throughput.config(args)
+    windows = spark.read.parquet(job["folder"]).drop("split")
+    result = estimator(windows, args, 2, job["batch"], job["store"])
+    spark.stop()
+    print(json.dumps(result))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     _throughput.add_data_args(p)
@@ -104,7 +157,12 @@ def main(argv=None):
                         "ratio depends on the batch)")
     p.add_argument("--lr", type=float, default=0.003)
     p.add_argument("--store", default="/tmp/focalseq-throughput-store")
+    p.add_argument("--no-cluster", dest="cluster", action="store_false",
+                   help="skip the run on the local standalone cluster")
+    p.add_argument("--cluster-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.cluster_child:
+        return cluster_child(args.cluster_child)
     if args.epochs < 2:
         p.error("--epochs: need at least 2 (the first epoch is excluded)")
 
@@ -158,6 +216,22 @@ def main(argv=None):
     print("CPU efficiency (windows per CPU-second; independent of other processes' load)")
     print(f"  2 workers x B / in-memory B: {c['est2_B'] / c['mem_B']:.2f}; 2 workers x B / "
           f"in-memory 2B: {c['est2_B'] / c['mem_2B']:.2f}")
+
+    if args.cluster:
+        # After the local runs: the cluster's daemons would take the cores they measure.
+        mem = in_memory(data, dims, net_kwargs, B, args.epochs, args.lr)
+        r = on_cluster(folder, args, B)
+        hosts = ("2 worker hosts (network namespaces)" if r["mode"] == "namespaces" else
+                 "2 workers on LOOPBACK (no namespaces here: one host)")
+        print(f"\nstandalone cluster, {hosts}, 1 core each; epochs 2..{args.epochs}")
+        print(f"{'in-memory Keras fit, 1 process, batch B (again)':48s} "
+              f"{mem['windows_per_s']:10.0f} {mem['epoch_s']:8.2f}")
+        print(f"{'estimator on the cluster, 2 workers x batch B':48s} "
+              f"{r['windows_per_s']:10.0f} {r['epoch_s']:8.2f} {r['windows_per_cpu_s']:13.0f} "
+              f"{r['checkpoint_s']:7.2f} {r['startup_s']:9.1f}")
+        print(f"  cluster 2 workers x B / in-memory B (goal >= 0.9): "
+              f"{r['windows_per_s'] / mem['windows_per_s']:.2f}")
+        print(_throughput.load_average())
 
     if args.more_batches:
         print("\nby batch size (per process): in-memory batch b vs 2 workers x batch b")
