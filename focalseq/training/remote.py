@@ -7,13 +7,14 @@ imported here, never by the stages, so importing a stage stays cheap.
 Per worker: init Horovod, pin one GPU by local rank (CPU threads otherwise), find this
 rank's row groups of the training Parquet and the steps per epoch every rank shares
 (`focalseq.training.streaming`: the shard is read a few row groups at a time, never
-whole), build the network and the loss from the registry, wrap the optimizer in
-hvd.DistributedOptimizer with the learning rate scaled by the number of workers (warmed
-up from the one-worker rate), restore the last checkpoint when resuming, broadcast rank
-0's variables, and train. At each epoch's end every rank scores its files of the
-validation split line by line (`Validation`) and one collective sums the counts; rank 0
-writes checkpoints, progress and MLflow metrics, and decides early stopping; the
-decision is broadcast so every rank stops at the same epoch.
+whole), build the network and the loss from the registry, average the gradients with
+one packed allgather or hvd.DistributedOptimizer's allreduce, whichever the collective
+model finds cheaper for the job's workers (`choose_averaging`), with the learning rate
+scaled by the number of workers (warmed up from the one-worker rate), restore the last
+checkpoint when resuming, broadcast rank 0's variables, and train. At each epoch's end
+every rank scores its files of the validation split line by line (`Validation`) and one
+collective sums the counts; rank 0 writes checkpoints, progress and MLflow metrics, and
+decides early stopping; the decision is broadcast so every rank stops at the same epoch.
 """
 import io
 import json
@@ -294,18 +295,77 @@ def _build_model(hvd, spec, steps_per_epoch):
     lr = WarmupSchedule(peak, warmup_steps, 1.0 / hvd.size(), decay_steps) \
         if warmup_steps > 0 or decay_steps > 0 else peak
     optimizer_class = _deduplicating(OPTIMIZERS[spec["optimizer"]])
-    # CPU workers: one allgather a step for every gradient instead of Horovod's allreduce
-    # plus two allgathers for the embedding; the latency of each collective, not its
-    # bytes, dominates a CPU step. GPUs keep Horovod's (NCCL) allreduce.
-    packed = (hvd.size() > 1 and packable(model.trainable_variables)
-              and not tf.config.list_physical_devices("GPU"))
+    # One packed allgather a step (fewest collectives: on CPU workers their latency, not
+    # their bytes, dominates) or Horovod's allreduce once the allgather's volume, which
+    # grows with the workers, costs more: the collective model's choice (docs/scaling.md).
+    collective, dense_embedding = choose_averaging(hvd, spec, model)
+    packed = hvd.size() > 1 and collective == "allgather"
     if packed:
         optimizer_class = one_collective(optimizer_class, hvd)
     opt = optimizer_class(learning_rate=lr, clipnorm=spec.get("clipnorm"))
     if not packed:
-        opt = hvd.DistributedOptimizer(opt)
+        opt = hvd.DistributedOptimizer(opt, sparse_as_dense=dense_embedding)
     model.compile(optimizer=opt, loss=loss, experimental_run_tf_function=False)
     return model, loss
+
+
+COLLECTIVE_ENV = "FOCALSEQ_COLLECTIVE"  # auto (default), allgather or allreduce
+
+
+def gradient_figures(spec, model):
+    """The collective model's `Figures` of this network: its dense gradient bytes and the
+    embedding rows a step touches (DEFAULT_ROWS_PER_SLOT of batch x window x tokens)."""
+    from focalseq.training import collective_model as cm
+
+    try:
+        embedding = model.get_layer("token_embedding").embeddings
+    except ValueError:
+        embedding = None
+    trainable = model.trainable_variables
+    if embedding is not None and not any(v is embedding for v in trainable):
+        embedding = None
+    dense = sum(v.shape.num_elements() * v.dtype.size for v in trainable
+                if v is not embedding)
+    if embedding is None:
+        return cm.Figures(batch=spec["batch_size"], dense_bytes=dense)
+    dims = spec["dims"]
+    slots = spec["batch_size"] * dims["window"] * dims["max_tokens"]
+    rows, width = embedding.shape[0], embedding.shape[1:].num_elements()
+    return cm.Figures(batch=spec["batch_size"], dense_bytes=dense,
+                      sparse_rows=min(rows, cm.DEFAULT_ROWS_PER_SLOT * slots),
+                      row_bytes=width * embedding.dtype.size,
+                      embedding_bytes=rows * width * embedding.dtype.size)
+
+
+def choose_averaging(hvd, spec, model):
+    """(collective, sparse_as_dense): how the ranks average gradients.
+
+    "allgather" is `focalseq.training.packed` (one collective a step), "allreduce"
+    Horovod's DistributedOptimizer, with the embedding allreduced as a dense tensor when
+    `sparse_as_dense`. `spec["collective"]`, else FOCALSEQ_COLLECTIVE, else "auto": the
+    cheaper by `focalseq.training.collective_model` for hvd.size() workers, this
+    network's gradient sizes and the model's default network figures (docs/scaling.md).
+    The packed allgather needs float32 variables (`packable`); otherwise the allreduce.
+    """
+    from focalseq.training import collective_model as cm
+
+    setting = spec.get("collective") or os.environ.get(COLLECTIVE_ENV) or "auto"
+    if setting not in ("auto",) + cm.COLLECTIVES:
+        raise ValueError(f"collective: {setting!r} is not one of auto, "
+                         f"{', '.join(cm.COLLECTIVES)}")
+    figures = gradient_figures(spec, model)
+    n = hvd.size()
+    collective = cm.choose_collective(n, figures) if setting == "auto" else setting
+    if collective == "allgather" and not packable(model.trainable_variables):
+        collective = "allreduce"
+    dense_embedding = collective == "allreduce" and cm.sparse_as_dense(n, figures)
+    if hvd.rank() == 0 and n > 1:
+        logger.info("gradients averaged by %s%s over %d workers (%s; model: allgather "
+                    "%.1f ms, allreduce %.1f ms a step)", collective,
+                    " (sparse_as_dense)" if dense_embedding else "", n, setting,
+                    1e3 * cm.allgather_seconds(n, figures),
+                    1e3 * cm.allreduce_seconds(n, figures))
+    return collective, dense_embedding
 
 
 def _broadcast_variables(hvd, model):
