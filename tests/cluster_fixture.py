@@ -48,7 +48,12 @@ def cluster_prepared(local_cluster, tmp_path_factory):
     driver = tmp_path_factory.mktemp("driver")
     conf = dict(local_cluster.spark_conf())
     master = conf.pop("spark.master")
-    cfg = {"data": {"synthetic": {"n_docs": 12, "lines_per_doc": 60, "ratio": [1, 5, 20]}},
+    # Splits by file name: hashed doc ids (file: URLs under pytest's numbered temp folder)
+    # would leave the validation split that early stopping needs empty in some runs.
+    cfg = {"data": {"synthetic": {"n_docs": 12, "lines_per_doc": 60, "ratio": [1, 5, 20]},
+                    "split": {"patterns": [["test", "doc_0000[0-2]"],
+                                           ["validation", "doc_0000[3-5]"],
+                                           ["train", ".*"]]}},
            "features": {"vocab_size": 2000},
            "train": {"epochs": 400, "batch_size": 8, "hidden_size": 16, "embedding_dim": 16,
                      "num_proc": 2},

@@ -40,7 +40,11 @@ def _conf(state, shared, **train) -> str:
     conf = dict(state.spark_conf())
     master = conf.pop("spark.master")
     cfg = {
-        "data": {"synthetic": {"n_docs": 16, "lines_per_doc": 60, "ratio": [1, 5, 20]}},
+        # Splits by file name: hashed doc ids (file: URLs under pytest's numbered temp
+        # folder) would leave a split empty in some runs.
+        "data": {"synthetic": {"n_docs": 16, "lines_per_doc": 60, "ratio": [1, 5, 20]},
+                 "split": {"patterns": [["test", "doc_0000[0-2]"],
+                                        ["validation", "doc_0000[3-5]"], ["train", ".*"]]}},
         "features": {"vocab_size": 2000},
         "train": {"epochs": 3, "batch_size": 8, "hidden_size": 16, "embedding_dim": 16,
                   "num_proc": 2, **train},
