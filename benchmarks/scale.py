@@ -48,7 +48,6 @@ time ratio <= 11 (in general <= 1.1 x the lines ratio), and memory is flat: ever
 import argparse
 import glob
 import json
-import math
 import os
 import resource
 import shutil
@@ -213,7 +212,7 @@ def run_child(spec) -> dict:
         f"output.dir={out}", "train.epochs=1", "train.num_proc=2",
         f"train.batch_size={spec['batch']}", "train.loss=cross_entropy",
         f"train.learning_rate={spec['lr']}"])
-    steps, state = {}, {}
+    steps = {}
 
     def timed(name, fn):
         sampler.step = name
@@ -393,8 +392,8 @@ def main(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000],
                    help="corpus sizes in lines (default 1000000 10000000)")
     p.add_argument("--work", default=None,
-                   help="corpus and scratch folder (default: a temp dir, removed at the end; "
-                        "a given folder is kept and its corpus reused)")
+                   help="corpus and scratch folder (default: a temp dir, removed at the end "
+                        "unless a run fails; a given folder is kept and its corpus reused)")
     p.add_argument("--lines-per-doc", type=int, default=250)
     p.add_argument("--batch", type=int, default=32, help="windows per worker and step")
     p.add_argument("--lr", type=float, default=0.003)
@@ -414,15 +413,13 @@ def main(argv=None):
     started = time.perf_counter()
     print(f"scale benchmark: sizes {', '.join(f'{n:,}' for n in sizes)} lines; "
           f"{_throughput.load_average()}; scratch {work}", flush=True)
-    try:
-        corpora = make_corpora(work, sizes, args.lines_per_doc)
-        results = []
-        for n in sizes:
-            print(f"size {n:,}: running (log in {work}/child-{n}.log)", flush=True)
-            results.append(run_size(n, corpora[n], work, args))
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
+    corpora = make_corpora(work, sizes, args.lines_per_doc)
+    results = []
+    for n in sizes:
+        print(f"size {n:,}: running (log in {work}/child-{n}.log)", flush=True)
+        results.append(run_size(n, corpora[n], work, args))  # a failure keeps `work`
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
     totals = [print_size(r) for r in results]
 
     small, large = results[0], results[-1]
