@@ -17,7 +17,7 @@ run: setup
 	$(VENV)/bin/focalseq run --conf conf/default.yaml
 
 test: setup
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15
 	$(MAKE) test-spark35
 
 # The Spark 3.5 of Databricks 15.4 LTS ML, EMR 7 and Dataproc 2.2: the Spark-version
