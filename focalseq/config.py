@@ -44,6 +44,7 @@ CHOICES = {
     "train.optimizer": ("adam", "sgd", "rmsprop"),
     "train.lr_decay": ("none", "cosine"),
     "train.encoder": ("mean", "cnn", "bilstm"),
+    "train.collective": ("auto", "allgather", "allreduce"),
     "train.loss": LOSS_NAMES,
     "train.model": ("bilstm", "logistic"),
     "train.tune": ("none", "offsets", "thresholds", "logit_adjust"),
@@ -264,6 +265,10 @@ class TrainConfig(_Section):
     seed: int = 0
     run_id: Annotated[str, _check(_check_run_id)] = ""
     mixed_precision: bool = False
+    # How the ranks average gradients: auto (the cheaper by the step-time model of
+    # focalseq.training.collective_model for the job's workers; docs/scaling.md), or one
+    # packed allgather a step, or Horovod's allreduce. The model is the same either way.
+    collective: Annotated[str, _one_of("train.collective")] = "auto"
     # > 1: that many networks (seeds seed*K .. seed*K+K-1), their probabilities averaged.
     ensemble_members: Count = 1
     # bilstm: the Horovod network over windows; logistic: the Spark ML line baseline

@@ -38,7 +38,8 @@ from focalseq.losses.choice import loss_config_for
 from focalseq.losses.config import WEIGHT_STRATEGIES
 from focalseq.stages._params import (HasDecisionRule, HasFocalLabels, HasLabels,
                                      HasMultiLabel, HasWindowInput)
-from focalseq.stages.bilstm_params import ENCODERS, LR_DECAYS, OPTIMIZERS, BiLSTMParams
+from focalseq.stages.bilstm_params import (COLLECTIVES, ENCODERS, LR_DECAYS, OPTIMIZERS,
+                                           BiLSTMParams)
 from focalseq.stages.decision import decision_expr
 from focalseq.stages.persistence import FilesReader, FilesWriter, read_file, read_json
 from focalseq.stages.windows import read_window_metadata
@@ -79,7 +80,8 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         warmupEpochs=None, learningRateDecay=None, optimizer=None, loss=None,
         lossConfig=None, classWeights=None, weightStrategy=None,
         validationFraction=None, earlyStoppingPatience=None, restoreBest=None,
-        numProc=None, threadsPerWorker=None, mixedPrecision=None, storePath=None,
+        numProc=None, threadsPerWorker=None, mixedPrecision=None, collective=None,
+        storePath=None,
         runId=None, labelCounts=None, rowGroupBytes=None, trackingUri=None,
         focalLabels=None, seed=None):
         super().__init__()
@@ -93,7 +95,8 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         warmupEpochs=None, learningRateDecay=None, optimizer=None, loss=None,
         lossConfig=None, classWeights=None, weightStrategy=None,
         validationFraction=None, earlyStoppingPatience=None, restoreBest=None,
-        numProc=None, threadsPerWorker=None, mixedPrecision=None, storePath=None,
+        numProc=None, threadsPerWorker=None, mixedPrecision=None, collective=None,
+        storePath=None,
         runId=None, labelCounts=None, rowGroupBytes=None, trackingUri=None,
         focalLabels=None, seed=None):
         """Sets params by name; dict/list values of JSON params are serialised."""
@@ -107,6 +110,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
 
         g = self.getOrDefault
         for name, valid in (("encoder", ENCODERS), ("optimizer", OPTIMIZERS),
+                            ("collective", COLLECTIVES),
                             ("weightStrategy", ("",) + WEIGHT_STRATEGIES),
                             ("learningRateDecay", LR_DECAYS)):
             if g(name) not in valid:
@@ -292,7 +296,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
             "optimizer": g(self.optimizer),
             "early_stopping_patience": g(self.earlyStoppingPatience), "min_delta": 1e-4,
             "restore_best": g(self.restoreBest) and has_val, "has_validation": has_val,
-            "mixed_precision": g(self.mixedPrecision),
+            "mixed_precision": g(self.mixedPrecision), "collective": g(self.collective),
             "threads_per_worker": g(self.threadsPerWorker),
             "tracking_uri": tracking_uri, "mlflow_run_id": mlflow_run_id,
         }

@@ -18,6 +18,7 @@ from focalseq.stages._params import HasFocalLabels, json_object, json_text
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LR_DECAYS = ("none", "cosine")
 ENCODERS = ("mean", "cnn", "bilstm")
+COLLECTIVES = ("auto", "allgather", "allreduce")
 # The configuration puts the store under output.dir; a stage used on its own needs one.
 DEFAULT_STORE = os.path.join(tempfile.gettempdir(), "focalseq-store")
 
@@ -80,6 +81,9 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
                               "host's CPUs divided by its workers)", TypeConverters.toInt)
     mixedPrecision = _param("mixedPrecision", "mixed float16 on GPU workers",
                             TypeConverters.toBoolean)
+    collective = _param("collective", f"how ranks average gradients, one of {COLLECTIVES} "
+                        "(auto: the cheaper by the step-time model, docs/scaling.md)",
+                        TypeConverters.toString)
     storePath = _param("storePath", "directory or fsspec URL for run data, checkpoints, "
                        "progress and models", TypeConverters.toString)
     runId = _param("runId", "run id in the store; fitting again with the same id resumes the "
@@ -125,6 +129,7 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
             numProc=_D.train.num_proc,
             threadsPerWorker=0,  # the cluster's, not the model's: no configuration key
             mixedPrecision=_D.train.mixed_precision,
+            collective=_D.train.collective,
             storePath=DEFAULT_STORE,  # the configuration puts the store under output.dir
             runId=_D.train.run_id,
             labelCounts="",  # counted from the data unless given
@@ -209,6 +214,9 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
 
     def getMixedPrecision(self):
         return self.getOrDefault(self.mixedPrecision)
+
+    def getCollective(self):
+        return self.getOrDefault(self.collective)
 
     def getStorePath(self):
         return self.getOrDefault(self.storePath)
@@ -302,6 +310,9 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
 
     def setMixedPrecision(self, value):
         return self._set(mixedPrecision=value)
+
+    def setCollective(self, value):
+        return self._set(collective=value)
 
     def setStorePath(self, value):
         return self._set(storePath=value)

@@ -153,17 +153,15 @@ def test_worker_figures_of_the_default_network(default_network):
     assert 100_000 < f.dense_bytes < 140_000  # ~29.5k float32 values
 
 
-def test_worker_keeps_the_allgather_on_two_workers_and_switches_at_scale(
-        default_network, monkeypatch):
-    from focalseq.training.remote import COLLECTIVE_ENV, choose_averaging
+def test_worker_keeps_the_allgather_on_two_workers_and_switches_at_scale(default_network):
+    from focalseq.training.remote import choose_averaging
 
     spec, net = default_network
-    monkeypatch.delenv(COLLECTIVE_ENV, raising=False)
     assert choose_averaging(FakeHvd(2), spec, net) == ("allgather", False)
     assert choose_averaging(FakeHvd(512), spec, net) == ("allreduce", True)
     assert choose_averaging(FakeHvd(2), dict(spec, collective="allreduce"), net)[0] \
         == "allreduce"
-    monkeypatch.setenv(COLLECTIVE_ENV, "allgather")
-    assert choose_averaging(FakeHvd(512), spec, net) == ("allgather", False)
+    assert choose_averaging(FakeHvd(512), dict(spec, collective="allgather"), net) \
+        == ("allgather", False)
     with pytest.raises(ValueError, match="collective"):
         choose_averaging(FakeHvd(2), dict(spec, collective="ring"), net)

@@ -356,3 +356,14 @@ def test_the_configuration_file_may_be_a_url(tmp_path):
     assert load_config(f"file://{path}").train.epochs == 3
     with pytest.raises(ConfigError, match=r"--conf: no such file 'file://.*missing.yaml'"):
         load_config(f"file://{tmp_path}/missing.yaml")
+
+
+def test_train_collective_reaches_the_estimator():
+    from focalseq.pipelines.builders import estimator
+
+    cfg = load_config(None, ["train.collective=allreduce"])
+    assert estimator(cfg).getCollective() == "allreduce"
+    assert load_config(None).train.collective == "auto"
+    with pytest.raises(ConfigError, match=r"train.collective: 'ring' is not one of "
+                                          r"\['auto', 'allgather', 'allreduce'\]"):
+        load_config(None, ["train.collective=ring"])

@@ -37,6 +37,7 @@ ESTIMATOR = {
     "numProc": "train.num_proc", "earlyStoppingPatience": "train.early_stopping_patience",
     "restoreBest": "train.restore_best", "seed": "train.seed", "runId": "train.run_id",
     "rowGroupBytes": "windows.row_group_bytes", "mixedPrecision": "train.mixed_precision",
+    "collective": "train.collective",
 }
 TABLES = {
     YeddaParser: {"format": "data.format", "keepLabels": "data.keep_labels",

@@ -309,9 +309,6 @@ def _build_model(hvd, spec, steps_per_epoch):
     return model, loss
 
 
-COLLECTIVE_ENV = "FOCALSEQ_COLLECTIVE"  # auto (default), allgather or allreduce
-
-
 def gradient_figures(spec, model):
     """The collective model's `Figures` of this network: its dense gradient bytes and the
     embedding rows a step touches (DEFAULT_ROWS_PER_SLOT of batch x window x tokens)."""
@@ -342,14 +339,14 @@ def choose_averaging(hvd, spec, model):
 
     "allgather" is `focalseq.training.packed` (one collective a step), "allreduce"
     Horovod's DistributedOptimizer, with the embedding allreduced as a dense tensor when
-    `sparse_as_dense`. `spec["collective"]`, else FOCALSEQ_COLLECTIVE, else "auto": the
+    `sparse_as_dense`. `spec["collective"]` (train.collective) picks one, or "auto": the
     cheaper by `focalseq.training.collective_model` for hvd.size() workers, this
     network's gradient sizes and the model's default network figures (docs/scaling.md).
     The packed allgather needs float32 variables (`packable`); otherwise the allreduce.
     """
     from focalseq.training import collective_model as cm
 
-    setting = spec.get("collective") or os.environ.get(COLLECTIVE_ENV) or "auto"
+    setting = spec.get("collective", "auto")
     if setting not in ("auto",) + cm.COLLECTIVES:
         raise ValueError(f"collective: {setting!r} is not one of auto, "
                          f"{', '.join(cm.COLLECTIVES)}")
