@@ -1,12 +1,13 @@
 """Early stopping across ranks, on the cluster: rank 0 decides, every rank stops with it.
 
-A `focalseq train` driver trains 2 ranks (one per worker host) with patience 1 for up to
-`EPOCHS` epochs. Independently of the code under test, the epoch it must stop at is
-worked out from the recorded validation figures (the first epoch whose focal macro F1,
-the mean of the focal labels' F1, does not beat the best so far by more than the
-minimum improvement); training must stop there on both ranks (each rank reports its last
-epoch to the driver, which logs them), and the saved network must hold the weights of
-the epoch before it (the best), not those of the last epoch trained.
+A `focalseq train` driver trains 2 ranks (one per worker host) with patience 2 for up to
+`EPOCHS` epochs. Independently of the code under test, the epoch it must stop at and the
+best epoch are worked out from the recorded validation figures (the focal macro F1, the
+mean of the focal labels' F1; an epoch improves when it beats the best so far by more
+than the minimum improvement; training stops at the second epoch in a row that does
+not); training must stop there on both ranks (each rank reports its last epoch to the
+driver, which logs them), and the saved network must hold the best epoch's weights, not
+those of the epochs after it.
 """
 import io
 import json
@@ -21,7 +22,8 @@ from cluster_fixture import cluster_env
 
 BIN = os.path.dirname(sys.executable)
 RUN_ID = "early-stop"
-EPOCHS = 12
+EPOCHS = 20
+PATIENCE = 2
 MIN_DELTA = 1e-4  # the estimator's minimum improvement
 FOCAL = ["Nomenclature", "Description"]  # the default focal labels
 
@@ -55,7 +57,11 @@ def test_patience_stops_both_ranks_at_one_epoch_and_keeps_the_best(local_cluster
     proc = subprocess.run(
         [os.path.join(BIN, "focalseq"), "train", "--conf", prepared["conf"],
          "--set", f"train.run_id={RUN_ID}", "--set", f"train.epochs={EPOCHS}",
-         "--set", "train.early_stopping_patience=1", "--set", "train.restore_best=true"],
+         "--set", f"train.early_stopping_patience={PATIENCE}",
+         "--set", "train.restore_best=true",
+         # Small batches and a quick rate, so that the focal F1 rises before it stalls:
+         # the stop follows a real best epoch, not epochs of nothing learned.
+         "--set", "train.batch_size=2", "--set", "train.learning_rate=0.02"],
         cwd=prepared["driver"], env=cluster_env(), capture_output=True, text=True,
         timeout=900)
     assert proc.returncode == 0, proc.stderr[-6000:]
@@ -63,31 +69,35 @@ def test_patience_stops_both_ranks_at_one_epoch_and_keeps_the_best(local_cluster
     with open(os.path.join(run, "progress.jsonl")) as fh:
         records = [json.loads(line) for line in fh if line.strip()]
 
-    # Where patience 1 must stop, from the recorded per-label F1 alone.
-    best, expected = -np.inf, None
-    for r in records:
-        score = float(np.mean([r[f"val_f1_{label}"] for label in FOCAL]))
+    # Where patience must stop and which epoch is the best, from the recorded per-label
+    # F1 alone: the first epoch that is the PATIENCE-th in a row not to beat the best so
+    # far by more than the minimum improvement.
+    scores = [float(np.mean([r[f"val_f1_{label}"] for label in FOCAL])) for r in records]
+    best, best_epoch, expected = -np.inf, None, None
+    for epoch, score in enumerate(scores):
         if score > best + MIN_DELTA:
-            best = score
-        else:
-            expected = r["epoch"]
+            best, best_epoch = score, epoch
+        elif epoch - best_epoch >= PATIENCE:
+            expected = epoch
             break
-    assert expected is not None, "patience never triggered: every epoch improved"
+    print(f"early stopping: stopped after epoch {len(records)} of {EPOCHS}; best epoch "
+          f"{best_epoch + 1}; focal F1 by epoch {[round(x, 4) for x in scores]}")
+    assert expected is not None, "patience never triggered: the F1 kept improving"
+    assert best > 0, "nothing was learned before the stop"
     stopped = records[-1]["epoch"]
-    print(f"early stopping: stopped after epoch {stopped + 1} of {EPOCHS}; "
-          f"focal F1 by epoch {[round(np.mean([r[f'val_f1_{x}'] for x in FOCAL]), 4) for r in records]}")
     assert stopped == expected < EPOCHS - 1
     assert [r["epoch"] for r in records] == list(range(stopped + 1))
     # Both ranks trained exactly the epochs up to the stop (1-based in the log).
     assert f"last epoch trained by rank: 0 {stopped + 1}, 1 {stopped + 1}" in proc.stderr
 
-    # The saved network holds the best epoch's weights (the epoch before the stop).
+    # The saved network holds the best epoch's weights (kept as best.weights.h5 when it
+    # is met), not those of either epoch after it, whose checkpoints the store keeps.
     checkpoints = os.path.join(run, "checkpoints")
     with zipfile.ZipFile(os.path.join(run, "model", "network.keras")) as archive:
         model = _arrays(archive.read("model.weights.h5"))
-    with open(os.path.join(checkpoints, f"epoch_{stopped - 1:04d}.weights.h5"), "rb") as fh:
-        best_epoch = _arrays(fh.read())
-    with open(os.path.join(checkpoints, f"epoch_{stopped:04d}.weights.h5"), "rb") as fh:
-        last_epoch = _arrays(fh.read())
-    assert model and _holds(best_epoch, model)
-    assert not _holds(last_epoch, model)
+    with open(os.path.join(checkpoints, "best.weights.h5"), "rb") as fh:
+        assert model and _holds(_arrays(fh.read()), model)
+    assert stopped - best_epoch == PATIENCE
+    for epoch in range(best_epoch + 1, stopped + 1):
+        with open(os.path.join(checkpoints, f"epoch_{epoch:04d}.weights.h5"), "rb") as fh:
+            assert not _holds(_arrays(fh.read()), model), epoch
