@@ -106,3 +106,20 @@ def network_kwargs(cfg) -> dict:
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def epoch_timer(times: list, cpu: list = None):
+    """A Keras callback appending each epoch's wall seconds to `times` (and this
+    process's CPU seconds to `cpu`), from on_epoch_begin to on_epoch_end."""
+    import tensorflow as tf
+
+    class EpochTimer(tf.keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.started)
+            if cpu is not None:
+                cpu.append(time.process_time() - self.cpu_started)
+
+    return EpochTimer()

@@ -30,6 +30,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A sibling module: `python benchmarks/<name>.py` puts this folder first on sys.path.
+import _throughput  # noqa: E402
+
 CONFS = {"default": os.path.join(ROOT, "conf", "default.yaml"),
          "skol": os.path.join(ROOT, "conf", "skol.yaml")}
 SKOL_DATA = os.path.join(ROOT, "..", "shared", "data", "skol")
@@ -152,16 +156,8 @@ def network_figures(cfg, windows, steps: int) -> dict:
          "shape": rng.random((n, W, F), dtype=np.float32)}
     y = np.eye(L, dtype=np.float32)[rng.integers(0, L, (n, W))]
     times = []
-
-    class Timer(tf.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
-
     net.fit(x, y, sample_weight=np.ones((n, W), np.float32), batch_size=b, epochs=4,
-            shuffle=False, verbose=0, callbacks=[Timer()])
+            shuffle=False, verbose=0, callbacks=[_throughput.epoch_timer(times)])
     return {"batch": b, "window": W, "max_tokens": K, "dense_values": dense,
             "embedding_rows": int(emb.shape[0]), "embedding_dim": int(emb.shape[1]),
             "rows_per_step": rows, "rows_per_slot": rows / (b * W * K),

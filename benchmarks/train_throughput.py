@@ -53,19 +53,10 @@ def in_memory(data, dims, net_kwargs, batch, epochs, lr) -> dict:
     net.compile(optimizer=tf.keras.optimizers.legacy.Adam(lr),
                 loss=build_loss("cross_entropy", {}, dims["labels"]))
     times, cpu = [], []
-
-    class Timer(tf.keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started, self.cpu_started = time.perf_counter(), time.process_time()
-
-        def on_epoch_end(self, epoch, logs=None):
-            times.append(time.perf_counter() - self.started)
-            cpu.append(time.process_time() - self.cpu_started)
-
     n = len(data["mask"])
     net.fit({"token_ids": data["token_ids"], "shape": data["shape"]}, data["y"],
             sample_weight=data["mask"], batch_size=batch, epochs=epochs, verbose=0,
-            callbacks=[Timer()])
+            callbacks=[_throughput.epoch_timer(times, cpu)])
     steady = statistics.median(times[1:])
     return {"windows_per_s": n / steady, "epoch_s": steady, "epochs": times,
             "windows_per_cpu_s": n / statistics.median(cpu[1:])}
