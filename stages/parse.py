@@ -334,9 +334,7 @@ class YeddaParser(Transformer, _YeddaParserParams, DefaultParamsReadable, Defaul
         return self._set(multiLabel=value)
 
     def setUnlabelled(self, value):
-        self._set(unlabelled=value)
-        self._validate()
-        return self
+        return self._set(unlabelled=value)
 
 
 def arrow_batch_size(df: DataFrame) -> int:

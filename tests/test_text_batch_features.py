@@ -1,6 +1,5 @@
 """featurize_lines equals the line-by-line reference of focalseq.text.features, row by
 row, on hand-picked lines, on random unicode text and on the real corpus (no Spark)."""
-import os
 
 import numpy as np
 import pytest
@@ -135,16 +134,15 @@ def test_random_unicode_lines_equal_the_line_by_line_reference(texts, cfg):
     _assert_equal_to_reference(texts, *_layout(len(texts)), cfg)
 
 
-def test_the_real_corpus_equals_the_reference():
+def test_a_generated_corpus_equals_the_reference(tmp_path):
+    """Whole documents as the parser gives them: taxonomic articles with page headers,
+    indentation and blank lines (focalseq.synthetic), not drawn characters."""
+    from focalseq.synthetic import generate_corpus
     from focalseq.text.yedda import decode_bytes, parse_yedda
 
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "skol",
-                        "Mycotaxon", "Vol117")
-    if not os.path.isdir(root):
-        pytest.skip(f"real corpus not found at {root}")
     texts, idx, n, blank, indent = [], [], [], [], []
-    for name in sorted(os.listdir(root))[:12]:
-        with open(os.path.join(root, name), "rb") as fh:
+    for path in generate_corpus(str(tmp_path), n_docs=12, lines_per_doc=200, seed=3):
+        with open(path, "rb") as fh:
             lines, _ = parse_yedda(decode_bytes(fh.read())[0])
         texts += [x.text for x in lines]
         idx += range(len(lines))
