@@ -14,6 +14,7 @@ import sys
 
 import pytest
 import yaml
+from cluster_fixture import cluster_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -21,15 +22,8 @@ BIN = os.path.dirname(sys.executable)
 pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 
 
-def _env():
-    env = dict(os.environ, PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
-               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    return env
-
-
 def _run(cmd, cwd, timeout=1500):
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True,
+    proc = subprocess.run(cmd, cwd=cwd, env=cluster_env(), capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, f"{cmd} exited {proc.returncode}:\n{proc.stderr[-6000:]}"
     return proc.stdout

@@ -21,10 +21,6 @@ LIMIT = 60.0
 pytestmark = [pytest.mark.slow, pytest.mark.horovod]
 
 
-def _env():
-    return cluster_env()
-
-
 @pytest.fixture(scope="module")
 def prepared(cluster_prepared):
     return cluster_prepared
@@ -55,7 +51,7 @@ def _train_and_kill(local_cluster, prepared, run_id, find_victim):
     proc = subprocess.Popen(
         [os.path.join(BIN, "focalseq"), "train", "--conf", prepared["conf"], "-q",
          "--set", f"train.run_id={run_id}"],
-        cwd=prepared["driver"], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=prepared["driver"], env=cluster_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     progress = os.path.join(prepared["shared"], "run", "store", run_id, "progress.jsonl")
     victim = None

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from focalseq.config import load_config  # noqa: E402
 from focalseq.pipelines import builders  # noqa: E402

@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
 from focalseq.training.network import (ENCODERS, MaskedMaxPool, MaskedMeanPool,  # noqa: E402
                                        TokenDropout, build_network, split_output)
