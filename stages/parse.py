@@ -98,13 +98,7 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("paths: expected at least one file path or glob, got an empty list")
-    reader = spark.read.format("binaryFile")
-    if recursive:
-        reader = reader.option("recursiveFileLookup", "true")
-    try:
-        files = sorted(_hadoop_path(uri) for uri in reader.load(paths).inputFiles())
-    except Exception as exc:  # AnalysisException has no stable import path across versions
-        raise ValueError(f"paths: cannot list {paths}: {exc}") from exc
+    files = sorted(set(_hadoop_listing(spark, paths, recursive)))
     if not files:
         raise ValueError(f"paths: {paths} matched no files")
     n = num_partitions or min(len(files), 4 * spark.sparkContext.defaultParallelism)
@@ -124,17 +118,91 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
         F.col("path"))
 
 
-def _hadoop_path(uri: str) -> str:
-    """'file:///a%20b' -> 'file:/a b': the form of Spark's `path` columns."""
-    from urllib.parse import unquote, urlsplit
+def _hadoop_listing(spark: SparkSession, paths, recursive: bool):
+    """The files `paths` stand for, as Hadoop path strings ('file:/a b'), listed by the
+    driver JVM's Hadoop FileSystem: one glob per path, one listing per directory.
 
-    parts = urlsplit(uri)
-    path = unquote(parts.path)
-    if not parts.scheme:
-        return path
-    if not parts.netloc:
-        return f"{parts.scheme}:{path}"
-    return f"{parts.scheme}://{parts.netloc}{path}"
+    Not Spark's DataFrame reader: it makes every file a glob matches a root of its own,
+    and above `spark.sql.sources.parallelPartitionDiscovery.threshold` (32) roots it lists
+    them in a Spark job of one task per file, whose task records (UI status store) and
+    file statuses (file-status cache) the driver then keeps: memory and time that grow
+    with the number of files.
+    """
+    jvm = spark._jvm
+    conf = spark._jsc.hadoopConfiguration()
+    files = []
+    for given in paths:
+        try:
+            pattern = jvm.org.apache.hadoop.fs.Path(given)
+            fs = pattern.getFileSystem(conf)
+            matches = fs.globStatus(pattern)
+        except Exception as exc:  # Py4JJavaError: a bad URI, an unknown scheme, no access
+            raise ValueError(f"paths: cannot list {given!r}: {exc}") from exc
+        if not matches:  # None: no such path; []: a glob that matches nothing
+            raise ValueError(f"paths: cannot list {given!r}: no such file or directory "
+                             "(expected a file, a directory or a glob that matches some)")
+        for name, is_dir in _statuses(jvm, matches):
+            if _hidden(name):
+                continue
+            if is_dir:
+                files.extend(_files_under(jvm, fs, name, recursive))
+            else:
+                files.append(name)
+    return files
+
+
+def _files_under(jvm, fs, directory: str, recursive: bool):
+    """The files in `directory` (and below it if `recursive`), hidden names skipped."""
+    pending = [directory]
+    while pending:
+        listed = fs.listStatus(jvm.org.apache.hadoop.fs.Path(pending.pop()))
+        for name, is_dir in _statuses(jvm, listed):
+            if _hidden(name):
+                continue
+            if not is_dir:
+                yield name
+            elif recursive:
+                pending.append(name)
+
+
+def _statuses(jvm, statuses):
+    """[(path string, is a directory)] of a Java FileStatus array, in two Py4J calls
+    (one call per file would take seconds for tens of thousands of files).
+
+    The paths come as one NUL-joined string (NUL cannot occur in a path); whether each is
+    a directory is read from `FileStatus.toString`, which has begun with
+    "{path=<path>; isDirectory=<bool>" since Hadoop 2, asking the JVM only if not.
+    """
+    if not statuses:
+        return []
+    paths = _join(jvm, jvm.org.apache.hadoop.fs.FileUtil.stat2Paths(statuses)).split("\0")
+    described = _join(jvm, statuses).split("\0")
+    if len(paths) != len(statuses) or len(described) != len(statuses):
+        described = [None] * len(statuses)  # a path or description with NUL in it
+        paths = [str(status.getPath().toString()) for status in statuses]
+    out = []
+    for i, (path, text) in enumerate(zip(paths, described)):
+        head, sep, tail = (text or "").partition(f"{{path={path}; isDirectory=")
+        is_dir = tail.startswith("true") if sep else bool(statuses[i].isDirectory())
+        out.append((path, is_dir))
+    return out
+
+
+def _join(jvm, array) -> str:
+    """The `toString` of every element of a Java array, NUL-joined, in one call."""
+    scala = jvm.scala.collection.mutable
+    try:
+        seq = scala.ArraySeq.make(array)        # Scala 2.13 (Spark 4)
+    except Exception:  # Py4JError: no such method under Scala 2.12 (Spark 3.5)
+        seq = scala.WrappedArray.make(array)
+    return seq.mkString("\0")
+
+
+def _hidden(path: str) -> bool:
+    """Spark's rule for files a read skips: names starting with '_' or '.', and files
+    still being copied."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    return name.startswith(("_", ".")) or name.endswith("._COPYING_")
 
 
 class _YeddaParserParams(Params):

@@ -276,6 +276,20 @@ def test_list_files_spreads_files_round_robin(spark, tmp_path):
         10, 4 * spark.sparkContext.defaultParallelism)
 
 
+def test_listing_many_files_runs_no_spark_job(spark, tmp_path):
+    # Spark's reader lists a glob's matches in a job of one task per file above 32 of
+    # them, and the driver keeps every task's record: memory that grows with the corpus.
+    _write(str(tmp_path), {f"f{i:03d}.ann": b"x\n" for i in range(100)})
+    sc = spark.sparkContext
+    sc.setJobGroup("list-files-test", "listing only")
+    try:
+        files = list_files(spark, str(tmp_path / "*.ann"))
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+    assert sc.statusTracker().getJobIdsForGroup("list-files-test") == []
+    assert files.count() == 100
+
+
 def test_a_file_name_with_spaces_and_accents_is_read(spark, tmp_path):
     _write(str(tmp_path / "a dir"), {"é x%20.ann": b"[@z#Description*]\n"})
     rows = YeddaParser().transform(list_files(spark, str(tmp_path / "a dir"))).collect()
