@@ -26,7 +26,15 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--work-dir", default=None)
     parser.add_argument("--small", action="store_true", help="a tiny network (for tests)")
+    parser.add_argument("--approaches", default=",".join(name for name, _ in APPROACHES),
+                        help="comma-separated, of " + ", ".join(n for n, _ in APPROACHES)
+                             + " (default: all)")
     args = parser.parse_args(argv)
+    known = dict(APPROACHES)
+    chosen = [name.strip() for name in args.approaches.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in known]
+    if unknown or not chosen:
+        parser.error(f"--approaches: {unknown or args.approaches!r} not among {list(known)}")
 
     import redis
 
@@ -50,7 +58,8 @@ def main(argv=None) -> int:
                 vocab_size=4096, max_tokens=16) if args.small else \
         dict(hidden_size=64, embedding_dim=48, window_size=16, prediction_stride=8)
     rows = []
-    for name, loss_args in APPROACHES:
+    for name in chosen:
+        loss_args = known[name]
         clf = SkolClassifierV2(
             input_source="files", file_paths=[files], model_type="rnn", num_layers=1,
             dropout=0.2, epochs=args.epochs, batch_size=16, ensemble_members=1,

@@ -77,10 +77,11 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
                num_partitions: int = None) -> DataFrame:
     """Lists the files matching `paths` as a DataFrame with one `path` column.
 
-    Spark's own file listing is used, so every filesystem Spark reads works, and, as in
-    Spark, names starting with "_" or "." are skipped and a directory stands for the
-    files in it. Only the listing happens here (no file is opened), so a file removed
-    afterwards shows up later as an ``unreadable_file`` problem, not a failed job.
+    The driver JVM's Hadoop FileSystem lists them (one glob per path, one listing per
+    directory, no Spark job), so every filesystem Spark reads works, and, as in Spark,
+    files whose names start with "_" or "." are skipped and a directory stands for the
+    files in it. Only the listing happens here (no file is opened), so a file removed afterwards
+    shows up later as an ``unreadable_file`` problem, not a failed job.
 
     Args:
         spark: the session.
@@ -141,12 +142,14 @@ def _hadoop_listing(spark: SparkSession, paths, recursive: bool):
         if not matches:  # None: no such path; []: a glob that matches nothing
             raise ValueError(f"paths: cannot list {given!r}: no such file or directory "
                              "(expected a file, a directory or a glob that matches some)")
-        for name, is_dir in _statuses(jvm, matches):
-            if _hidden(name):
-                continue
+        matched = _statuses(jvm, matches)
+        _release(matches)
+        for name, is_dir in matched:
+            # As in Spark, a directory the user names is listed whatever its name; the
+            # files in it, and the files a glob matches, are skipped when hidden.
             if is_dir:
                 files.extend(_files_under(jvm, fs, name, recursive))
-            else:
+            elif not _hidden(name):
                 files.append(name)
     return files
 
@@ -156,7 +159,9 @@ def _files_under(jvm, fs, directory: str, recursive: bool):
     pending = [directory]
     while pending:
         listed = fs.listStatus(jvm.org.apache.hadoop.fs.Path(pending.pop()))
-        for name, is_dir in _statuses(jvm, listed):
+        children = _statuses(jvm, listed)
+        _release(listed)
+        for name, is_dir in children:
             if _hidden(name):
                 continue
             if not is_dir:
@@ -186,6 +191,14 @@ def _statuses(jvm, statuses):
         is_dir = tail.startswith("true") if sep else bool(statuses[i].isDirectory())
         out.append((path, is_dir))
     return out
+
+
+def _release(java_object):
+    """Lets the JVM free a Py4J object now: a listing's FileStatus array holds a few
+    hundred bytes a file, which Py4J would otherwise release only when Python collects
+    the proxy."""
+    if java_object is not None:
+        java_object._detach()
 
 
 def _join(jvm, array) -> str:

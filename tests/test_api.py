@@ -113,20 +113,8 @@ def _same_predictions(a, b):
     assert rows_a == rows_b and len(rows_a) > 0
 
 
-@pytest.mark.slow
-@pytest.mark.horovod
-def test_focal_labels_with_redis_storage(spark, corpus, tmp_path, redis_client):
-    clf = _small(corpus, tmp_path, spark=spark, focal_labels=["Nomenclature", "Description"],
-                 model_storage="redis", redis_client=redis_client, redis_key="rnn_focal_f1")
-    results = clf.fit()
-    _check_stats(results)
-    assert results["loss"] == "soft_f1"
-    assert redis_client.exists("rnn_focal_f1")
-    reloaded = _small(corpus, tmp_path, spark=spark, model_storage="redis",
-                      redis_client=redis_client, redis_key="rnn_focal_f1")
-    reloaded.load_model()
-    one = corpus.replace("*.ann", "doc_00001.txt.ann")
-    _same_predictions(clf.predict([one]), reloaded.predict([one]))
+# Redis storage (fit, a new classifier loading the model back, the same predictions):
+# tests/test_familiar_api.py::test_comparing_approaches_example_with_redis.
 
 
 @pytest.mark.slow

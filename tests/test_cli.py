@@ -82,37 +82,21 @@ def test_shipped_configs_load():
             load_config(os.path.join(ROOT, "conf", name))
 
 
-# Every job through the CLI, then through spark-submit. ----------------------------------
+# Every job for real, through both entry points. -------------------------------------
 
-# jobs/<name>.py is `focalseq.cli.main(["<name>", ...])`, so between them the two tests
-# run every job through both entry points' code, each job at least once for real.
-
-@pytest.mark.slow
-@pytest.mark.horovod
-def test_cli_run_then_predict_yedda(tmp_path):
-    conf = _small_conf(tmp_path)
-    focalseq = os.path.join(BIN, "focalseq")
-    out = _run([focalseq, "run", "--conf", conf, "-q"], tmp_path)
-    assert "test (line level):" in out and "focal macro" in out
-    assert "mlflow ui --backend-store-uri" in out
-    corpus = str(tmp_path / "out" / "corpus" / "doc_00000.txt.ann")
-    _run([focalseq, "predict", "--conf", conf, "-q", "--input", corpus,
-          "--output", str(tmp_path / "pred"), "--format", "yedda"], tmp_path)
-    written = (tmp_path / "pred" / "doc_00000.txt.ann").read_text()
-    from focalseq.text.yedda import parse_yedda
-
-    lines, problems = parse_yedda(written)
-    original, _ = parse_yedda(open(corpus).read())
-    assert problems == []
-    assert [ln.text for ln in lines] == [ln.text for ln in original]
-    assert {ln.label for ln in lines} <= {"Nomenclature", "Description", "Misc-exposition"}
-
+# jobs/<name>.py is `focalseq.cli.main(["<name>", ...])`, as is the `focalseq` console
+# script: one pipeline, each job once (prepare and train under spark-submit, evaluate and
+# a YEDDA prediction through the console script, a JSON-lines prediction under
+# spark-submit again), covers both. `focalseq run` (prepare + train + evaluate in one
+# process) runs in tests/test_binary_run.py, tests/test_multilabel_run.py and the
+# cluster tests.
 
 @pytest.mark.slow
 @pytest.mark.horovod
-def test_spark_submit_prepare_train_evaluate_predict(tmp_path):
+def test_every_job_through_spark_submit_and_the_console_script(tmp_path):
     conf = _small_conf(tmp_path)
     submit = [os.path.join(BIN, "spark-submit"), "--master", "local[2]"]
+    focalseq = os.path.join(BIN, "focalseq")
 
     def job(name):
         return os.path.join(ROOT, "jobs", f"{name}.py")
@@ -123,20 +107,33 @@ def test_spark_submit_prepare_train_evaluate_predict(tmp_path):
     assert set(manifest["splits"]) == {"train", "validation", "test"}
     out = _run(submit + [job("train"), "--conf", conf, "-q"], tmp_path)
     assert "trained run" in out
-    out = _run(submit + [job("evaluate"), "--conf", conf, "-q"], tmp_path)
+
+    out = _run([focalseq, "evaluate", "--conf", conf, "-q"], tmp_path)
     assert "Nomenclature" in out and "focal macro" in out
+    assert "mlflow ui --backend-store-uri" in out
     run_id = out.split("MLflow run ")[1].split()[0]
     from mlflow.tracking import MlflowClient
 
     metrics = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).data.metrics
     assert "test_f1_Nomenclature" in metrics and "test_f1_Description" in metrics
-    corpus = str(tmp_path / "out" / "corpus" / "*.ann")
-    _run(submit + [job("predict"), "--conf", conf, "-q", "--input", corpus,
+
+    from focalseq.text.yedda import count_nonempty_lines, parse_yedda
+
+    corpus = str(tmp_path / "out" / "corpus" / "doc_00000.txt.ann")
+    _run([focalseq, "predict", "--conf", conf, "-q", "--input", corpus,
+          "--output", str(tmp_path / "pred-yedda"), "--format", "yedda"], tmp_path)
+    written = (tmp_path / "pred-yedda" / "doc_00000.txt.ann").read_text()
+    lines, problems = parse_yedda(written)
+    original, _ = parse_yedda(open(corpus).read())
+    assert problems == []
+    assert [ln.text for ln in lines] == [ln.text for ln in original]
+    assert {ln.label for ln in lines} <= {"Nomenclature", "Description", "Misc-exposition"}
+
+    every = str(tmp_path / "out" / "corpus" / "*.ann")
+    _run(submit + [job("predict"), "--conf", conf, "-q", "--input", every,
                    "--output", str(tmp_path / "pred"), "--format", "jsonl"], tmp_path)
     rows = [json.loads(line) for f in (tmp_path / "pred").glob("part-*.json")
             for line in open(f)]
-    from focalseq.text.yedda import count_nonempty_lines
-
     expected = sum(count_nonempty_lines(p.read_text())
                    for p in (tmp_path / "out" / "corpus").glob("*.ann"))
     assert len(rows) == expected

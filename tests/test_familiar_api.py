@@ -463,6 +463,19 @@ def test_comparing_approaches_example_with_redis(spark, corpus, tmp_path, redis_
         ["rnn_focal_f1", "rnn_standard", "rnn_weighted"]
     assert [r.loss_name for r in runs] == ["cross_entropy", "weighted_cross_entropy",
                                            "soft_f1"]
+    # A new classifier with the same Redis key loads the focal-F1 model back, and it
+    # labels a document as the one that was trained.
+    reloaded = familiar_class(corpus, tmp_path / "reloaded", [])(
+        model_storage="redis", redis_client=stored, redis_key="rnn_focal_f1",
+        **namespace["base_config"])
+    reloaded.load_model()
+    one = corpus.replace("*.ann", "doc_00001.txt.ann")
+
+    def labels(frame):
+        return sorted((r["doc_id"], r["line_no"], r["prediction"]) for r in frame.collect())
+
+    expected_rows = labels(namespace["classifier3"].predict([one]))
+    assert expected_rows and labels(reloaded.predict([one])) == expected_rows
 
 
 def test_the_default_mlflow_store_follows_the_work_dir(tmp_path, monkeypatch):

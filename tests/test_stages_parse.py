@@ -265,6 +265,11 @@ def test_paths_as_globs_lists_and_directories(spark, tmp_path):
     assert "/Vol2/sub/deep.ann" in names(str(tmp_path / "Vol2"), recursive=True)
     assert all(p.startswith("file:/") for p in
                (r["path"] for r in list_files(spark, str(tmp_path / "Vol1")).collect()))
+    # A directory named by the user is read whatever its name (as in Spark).
+    _write(str(tmp_path / "_drafts"), {"d.ann": b"d\n", ".d.ann.swp": b"s\n"})
+    assert names(str(tmp_path / "_drafts")) == ["/_drafts/d.ann"]
+    assert names([str(tmp_path / "Vol1" / "a.ann"), str(tmp_path / "Vol1" / "a.ann")]) == [
+        "/Vol1/a.ann"]
 
 
 def test_list_files_spreads_files_round_robin(spark, tmp_path):
