@@ -45,11 +45,13 @@ def config(args):
     return load_config(None, data)
 
 
-def session():
+def session(conf: dict = None):
+    """local[2]; `conf` entries are added to (or override) the benchmarks' own."""
     from focalseq.pipelines.session import get_spark
 
     return get_spark("local[2]", "focalseq-throughput",
-                     {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"})
+                     {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2",
+                      **(conf or {})})
 
 
 def windows(spark, args):

@@ -19,8 +19,14 @@ so every peak belongs to one size):
 * evaluate: `PerLabelEvaluator` (the evaluate job's evaluator) over the written test
             split's predictions, lines/s.
 
-Spark runs local[2] (so the executors are the driver JVM). Peak memory of every
-process, measured on the process:
+Spark runs local[2] (so the executors are the driver JVM) with the same heap at every
+size (``--driver-memory``, 1g, Spark's own default): Spark's unified memory lets sorts
+and writers buffer in the heap it is given before they spill, so the JVM's resident
+memory follows that setting; what must not grow is what the JVM retains (its heap after
+a full GC) and the heap the run needs (the larger corpus completes in the same one).
+``--histogram DIR`` writes the JVM's live objects by class after each step (`jmap
+-histo:live`), which is how a retained structure that grows is found. Peak memory of
+every process, measured on the process:
 
 * driver Python: the child's own `getrusage` ru_maxrss;
 * driver JVM heap: the heap in use after a full GC at each step's end (what the job
@@ -191,6 +197,14 @@ class JvmHeap:
         return self.bean.getHeapMemoryUsage().getMax() / 2 ** 20
 
 
+def histogram(spark, path):
+    """`jmap -histo:live` of the driver JVM (what it retains, by class) into `path`."""
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        subprocess.run(["jmap", "-histo:live", str(pid)], stdout=fh, check=False)
+
+
 def run_child(spec) -> dict:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     sampler = ProcessSampler()
@@ -203,7 +217,7 @@ def run_child(spec) -> dict:
     from focalseq.pipelines.train import train
 
     started = time.perf_counter()
-    spark = _throughput.session()
+    spark = _throughput.session({"spark.driver.memory": spec["driver_memory"]})
     startup = time.perf_counter() - started
     heap = JvmHeap(spark)
     out = spec["out"]
@@ -225,6 +239,8 @@ def run_child(spec) -> dict:
         steps[name] = {"seconds": seconds, "load_before": load, "load_after": _loadavg(),
                        "heap_peak_mb": heap.peak_mb(), "heap_after_gc_mb": heap.after_gc_mb(),
                        "rss_mb": sampler.step_rss.get(name, {})}
+        if spec.get("histogram"):
+            histogram(spark, os.path.join(spec["histogram"], f"histo-{spec['size']}-{name}.txt"))
         print(f"  [{spec['size']:,}] {name}: {seconds:.1f} s", flush=True)
         return result
 
@@ -310,7 +326,8 @@ def run_size(size, corpus, work, args) -> dict:
     result_path = os.path.join(work, f"result-{size}.json")
     log_path = os.path.join(work, f"child-{size}.log")
     spec = {"size": size, "corpus": corpus, "out": out, "batch": args.batch, "lr": args.lr,
-            "result": result_path}
+            "result": result_path, "histogram": args.histogram,
+            "driver_memory": args.driver_memory}
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
@@ -397,6 +414,14 @@ def main(argv=None):
     p.add_argument("--lines-per-doc", type=int, default=250)
     p.add_argument("--batch", type=int, default=32, help="windows per worker and step")
     p.add_argument("--lr", type=float, default=0.003)
+    p.add_argument("--driver-memory", default="1g",
+                   help="spark.driver.memory, the same at every size (default 1g, Spark's "
+                        "own default): Spark fills the heap it is given with sort and write "
+                        "buffers before it spills, so its resident memory follows this "
+                        "setting; flat memory means the larger corpus runs in the same heap")
+    p.add_argument("--histogram", default=None, metavar="DIR",
+                   help="write the driver JVM's live-object histogram (jmap -histo:live) "
+                        "after each step into DIR, to see what the JVM retains")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
