@@ -93,12 +93,17 @@ def _environ(pid, key):
     return None
 
 
-def _ppid(pid):
+def _stat_field(pid, index):
+    """A numeric field of /proc/<pid>/stat after the command name: 1 ppid, 19 start time."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
+            return int(fh.read().rsplit(")", 1)[1].split()[index])
     except (OSError, IndexError, ValueError):
         return None
+
+
+def _ppid(pid):
+    return _stat_field(pid, 1)
 
 
 class ProcessSampler(threading.Thread):
@@ -112,7 +117,10 @@ class ProcessSampler(threading.Thread):
     def __init__(self, period=0.2):
         super().__init__(name="scale-sampler", daemon=True)
         self.period, self.step = period, None
-        self.procs = {}        # pid -> {role, hwm_mb, rss_mb}
+        # (pid, start time) -> {role, hwm_mb, rss_mb}: pids are reused (pid_max is often
+        # 32768 and every thread takes one), and a new process with the same command
+        # line (a pyspark worker after a daemon) must not inherit an old one's figures.
+        self.procs = {}
         self.step_rss = {}     # step -> {role group: largest RSS seen during the step}
         self._halt = threading.Event()
         self.samples = 0
@@ -139,12 +147,13 @@ class ProcessSampler(threading.Thread):
     def sample(self):
         step = self.step
         for pid in _descendants(os.getpid()):
-            info = self.procs.get(pid)
+            key = (pid, _stat_field(pid, 19))
+            info = self.procs.get(key)
             cmd = _comm(pid)
-            if not cmd:
+            if not cmd or key[1] is None:
                 continue  # exited (or a zombie)
             if info is None:
-                info = self.procs[pid] = {"hwm_mb": 0.0, "rss_mb": 0.0, "cmd": None,
+                info = self.procs[key] = {"hwm_mb": 0.0, "rss_mb": 0.0, "cmd": None,
                                           "ppid": _ppid(pid)}
             if info["cmd"] != cmd[:200]:  # new, or it exec'd (bash spark-class -> java)
                 info["cmd"], info["role"] = cmd[:200], self._role(pid, cmd, info["ppid"])
