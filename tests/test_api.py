@@ -149,7 +149,8 @@ def test_weight_strategy_with_mlflow_storage(spark, corpus, tmp_path):
 @pytest.mark.slow
 @pytest.mark.horovod
 def test_logistic_baseline(spark, corpus, tmp_path):
-    # The standard (cross-entropy) RNN runs in tests/test_examples.py.
+    # The standard (cross-entropy) RNN runs in tests/test_familiar_api.py (comparing
+    # approaches).
     logistic = _small(corpus, tmp_path / "lr", spark=spark, model_type="logistic",
                       weight_strategy="balanced")
     _check_stats(logistic.fit())
