@@ -207,11 +207,16 @@ class JvmHeap:
 
 
 def histogram(spark, path):
-    """`jmap -histo:live` of the driver JVM (what it retains, by class) into `path`."""
-    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    """`jmap -histo:live` of the driver JVM (what it retains, by class) into `path`, and
+    beside it (`.nmt`) its native memory by area (heap, metaspace, code, GC, threads,
+    direct buffers: `jcmd VM.native_memory`; the JVM runs with native memory tracking
+    when --histogram is given)."""
+    pid = str(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as fh:
-        subprocess.run(["jmap", "-histo:live", str(pid)], stdout=fh, check=False)
+        subprocess.run(["jmap", "-histo:live", pid], stdout=fh, check=False)
+    with open(path.replace(".txt", ".nmt"), "w") as fh:
+        subprocess.run(["jcmd", pid, "VM.native_memory", "summary"], stdout=fh, check=False)
 
 
 def run_child(spec) -> dict:
@@ -226,7 +231,10 @@ def run_child(spec) -> dict:
     from focalseq.pipelines.train import train
 
     started = time.perf_counter()
-    spark = _throughput.session({"spark.driver.memory": spec["driver_memory"]})
+    conf = {"spark.driver.memory": spec["driver_memory"]}
+    if spec.get("histogram"):
+        conf["spark.driver.extraJavaOptions"] = "-XX:NativeMemoryTracking=summary"
+    spark = _throughput.session(conf)
     startup = time.perf_counter() - started
     heap = JvmHeap(spark)
     out = spec["out"]
