@@ -20,6 +20,24 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
+# What the suite imports; all of it is installed by `make setup` (scripts/setup_env.sh).
+STACK = ("focalseq", "pyspark", "tensorflow", "horovod", "mlflow", "petastorm", "sklearn",
+         "redis")
+
+
+def pytest_configure(config):
+    """Stops at once, naming the fix, when pytest runs outside the project's environment
+    (for example the system Python): otherwise every test module fails to import."""
+    import importlib.util
+
+    missing = [name for name in STACK if importlib.util.find_spec(name) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"{sys.executable} lacks {', '.join(missing)}: the tests run in the project's "
+            "environment. Run `make test` (it builds .venv with `make setup` first) or "
+            "`.venv/bin/python -m pytest tests`.")
+
+
 @pytest.fixture(scope="session")
 def spark():
     from focalseq.pipelines.session import get_spark
