@@ -25,7 +25,8 @@ and writers buffer in the heap it is given before they spill, so the JVM's resid
 memory follows that setting; what must not grow is what the JVM retains (its heap after
 a full GC) and the heap the run needs (the larger corpus completes in the same one).
 ``--histogram DIR`` writes the JVM's live objects by class after each step (`jmap
--histo:live`), which is how a retained structure that grows is found. Peak memory of
+-histo:live`), which is how a retained structure that grows is found, and its native
+memory by area (`jcmd VM.native_memory`), which splits the resident memory. Peak memory of
 every process, measured on the process:
 
 * driver Python: the child's own `getrusage` ru_maxrss;
@@ -206,7 +207,7 @@ class JvmHeap:
         return self.bean.getHeapMemoryUsage().getMax() / 2 ** 20
 
 
-def histogram(spark, path):
+def jvm_memory_report(spark, path):
     """`jmap -histo:live` of the driver JVM (what it retains, by class) into `path`, and
     beside it (`.nmt`) its native memory by area (heap, metaspace, code, GC, threads,
     direct buffers: `jcmd VM.native_memory`; the JVM runs with native memory tracking
@@ -257,7 +258,8 @@ def run_child(spec) -> dict:
                        "heap_peak_mb": heap.peak_mb(), "heap_after_gc_mb": heap.after_gc_mb(),
                        "rss_mb": sampler.step_rss.get(name, {})}
         if spec.get("histogram"):
-            histogram(spark, os.path.join(spec["histogram"], f"histo-{spec['size']}-{name}.txt"))
+            jvm_memory_report(spark, os.path.join(spec["histogram"],
+                                                  f"histo-{spec['size']}-{name}.txt"))
         print(f"  [{spec['size']:,}] {name}: {seconds:.1f} s", flush=True)
         return result
 
@@ -437,8 +439,10 @@ def main(argv=None):
                         "buffers before it spills, so its resident memory follows this "
                         "setting; flat memory means the larger corpus runs in the same heap")
     p.add_argument("--histogram", default=None, metavar="DIR",
-                   help="write the driver JVM's live-object histogram (jmap -histo:live) "
-                        "after each step into DIR, to see what the JVM retains")
+                   help="after each step, write into DIR the driver JVM's live objects by "
+                        "class (jmap -histo:live, histo-*.txt: what it retains) and its "
+                        "native memory by area (jcmd VM.native_memory, histo-*.nmt; the JVM "
+                        "then runs with -XX:NativeMemoryTracking=summary)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
