@@ -23,6 +23,7 @@ windows' probabilities averaged onto each line) and decides with the rule of
 import hashlib
 import json
 import logging
+import math
 import re
 import uuid
 
@@ -198,7 +199,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
             summary.update(initial_epoch=state["epoch"] + 1, state=state)
             return self._model(store, run_id, dims, summary)
         store.remove(store.path(run_id, "errors"))
-        windows = self._write_data(store, run_id, dataset)
+        windows = self._write_data(store, run_id, dataset, dims)
         if not windows.get("train"):
             raise ValueError("windows: no training windows (split 'train', or all windows "
                              "when there is no split column)")
@@ -235,13 +236,14 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
                 .otherwise(F.lit("train"))
         return F.lit("train")
 
-    def _write_data(self, store, run_id, dataset) -> dict:
+    def _write_data(self, store, run_id, dataset, dims) -> dict:
         """Writes the run's windows once (kept until the fit succeeds); {part: windows}."""
         url = store.url(run_id, "data")
         if not store.exists(store.path(run_id, "data", "_SUCCESS")):
             part = self._split_expr(dataset).alias("part")
-            (self._data_files(dataset.select(*_data_columns(dataset), part)
-                              .filter(F.col("part").isNotNull()))
+            rows = dataset.select(*_data_columns(dataset), part) \
+                .filter(F.col("part").isNotNull())
+            (self._data_files(rows, _file_count(rows, dims, self.getNumProc()))
              .write.mode("overwrite").partitionBy("part")
              .option("parquet.block.size", str(self.getRowGroupBytes())).parquet(url))
         if not store.glob(store.path(run_id, "data", "part=*")):
@@ -249,8 +251,8 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         rows = dataset.sparkSession.read.parquet(url).groupBy("part").count().collect()
         return {r["part"]: int(r["count"]) for r in rows}
 
-    def _data_files(self, rows: DataFrame) -> DataFrame:
-        """`rows` arranged into the 2 x numProc files of each part the workers read.
+    def _data_files(self, rows: DataFrame, n_files: int) -> DataFrame:
+        """`rows` arranged into the `n_files` files of each part the workers read.
 
         Training windows spread evenly over the files: the workers shard them by row
         group, and the smallest shard sets every worker's steps per epoch. Validation
@@ -258,7 +260,6 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         together in one file, so the one worker reading that file can average every
         line over all the windows covering it (`focalseq.training.streaming`).
         """
-        n_files = 2 * self.getNumProc()
         if "doc_id" not in rows.columns:  # no documents, hence no validation windows
             return rows.repartition(n_files)
         validation = F.col("part") == F.lit("validation")
@@ -324,6 +325,26 @@ def _data_columns(dataset: DataFrame) -> list:
                          f"its document (validation scores lines); got only {place} "
                          "(build windows with Windower)")
     return list(WINDOW_COLUMNS) + place
+
+
+def _file_count(rows: DataFrame, dims: dict, num_proc: int) -> int:
+    """How many files the run's windows go into: 2 x numProc at least, and enough that
+    no file holds more than Spark's advisory partition size of rows in memory
+    (spark.sql.adaptive.advisoryPartitionSizeInBytes, 64 MB by default).
+
+    One task sorts and writes each file, so a fixed number of files would make each
+    task's sort, and the executor memory it fills, grow with the corpus; a multiple of
+    numProc keeps the workers' shards even.
+    """
+    spark = rows.sparkSession
+    target = spark._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(
+        spark.conf.get("spark.sql.adaptive.advisoryPartitionSizeInBytes", "64MB"))
+    # A window in memory: four float or int arrays of window positions (tokens, shape
+    # features, targets, mask), 4 bytes an element.
+    per_window = 4 * dims["window"] * (dims["max_tokens"] + dims["n_shape"]
+                                       + len(dims["labels"]) + 1)
+    groups = math.ceil(rows.count() * per_window / (target * num_proc))
+    return num_proc * max(2, groups)
 
 
 def _label_sums(batches, n):

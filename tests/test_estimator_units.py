@@ -435,6 +435,61 @@ def test_split_column_wins_over_validation_fraction(spark):
     assert (parts["part"].dropna() == "train").all()
 
 
+@contextlib.contextmanager
+def _advisory_size(spark, value):
+    key = "spark.sql.adaptive.advisoryPartitionSizeInBytes"
+    before = spark.conf.get(key)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
+@pytest.mark.parametrize("advisory, num_proc, files", [
+    # 400 windows of W=4 positions x (K=3 tokens + F=2 shape + 3 labels + 1 mask) x 4 bytes
+    # = 144 bytes: 57,600 bytes in all.
+    ("64MB", 2, 4),   # far below: the floor of 2 x numProc
+    ("10k", 2, 6),    # 57,600 / (10,240 x 2) = 2.8 -> 3 files a worker
+    ("5k", 2, 12),    # 57,600 / (5,120 x 2) = 5.6 -> 6 files a worker
+    ("10k", 3, 6),    # 57,600 / (10,240 x 3) = 1.9 -> the floor, 2 files a worker
+])
+def test_the_runs_files_grow_with_the_windows_past_sparks_partition_size(
+        spark, advisory, num_proc, files):
+    from focalseq.stages.bilstm import _file_count
+    from focalseq.stages.windows import read_window_metadata
+
+    windows = _windows(spark, {f"doc_{i:03d}": 6 for i in range(200)}, split=False)
+    assert windows.count() == 400  # starts 0 and 2 in each 6-line document
+    with _advisory_size(spark, advisory):
+        assert _file_count(windows, read_window_metadata(windows), num_proc) == files
+
+
+def test_each_validation_document_lies_in_one_of_the_runs_files(spark, tmp_path):
+    import pyarrow.parquet as pq
+
+    from focalseq.stages.windows import read_window_metadata
+    from focalseq.training.run_store import RunStore
+
+    windows = _windows(spark, {f"doc_{i:03d}": 6 for i in range(200)}, split=False)
+    est = BiLSTMEstimator(validationFraction=0.5, seed=5)
+    store = RunStore(str(tmp_path / "store"))
+    with _advisory_size(spark, "5k"):
+        counts = est._write_data(store, "r", windows, read_window_metadata(windows))
+    assert sum(counts.values()) == 400
+    folder = tmp_path / "store" / "r" / "data" / "part=validation"
+    files = sorted(folder.glob("*.parquet"))
+    assert 4 < len(files) <= 12  # 12 partitions by document hash; an empty one writes none
+    seen = {}
+    for path in files:
+        table = pq.read_table(path, columns=["doc_id", "start"]).to_pandas()
+        for doc, starts in table.groupby("doc_id", sort=False)["start"]:
+            assert doc not in seen, f"{doc} in {seen.get(doc)} and {path.name}"
+            seen[doc] = path.name
+            assert list(starts) == [0, 2]  # in order within its file
+    assert counts["validation"] == 2 * len(seen)
+
+
 def test_more_workers_than_local_slots_fail_before_any_job(spark, tmp_path):
     est = BiLSTMEstimator(numProc=3, storePath=str(tmp_path / "store"))
     with pytest.raises(ValueError, match=r"numProc: 3 workers need 3 concurrent Spark tasks"):
