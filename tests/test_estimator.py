@@ -45,7 +45,8 @@ def windows(spark, tmp_path_factory):
     files = generate_corpus(str(folder / "corpus"), n_docs=30, lines_per_doc=100,
                             ratio=(1, 5, 20), noise=0.0, seed=0)
     lines, _ = split_problems(YeddaParser().transform(list_files(spark, files)))
-    lines = DocumentSplitter(patterns=[["validation", "doc_0000[0-7]"], ["train", ".*"]]).transform(lines)
+    lines = DocumentSplitter(patterns=[["validation", "doc_0000[0-7]"], ["train", ".*"]]) \
+        .transform(lines)
     feats = LineFeaturizer(vocabSize=VOCAB, maxTokens=12).transform(lines)
     Windower(labels=LABELS, windowSize=8, stride=4).transform(feats) \
         .write.parquet(str(folder / "windows"))

@@ -172,7 +172,8 @@ def windows(spark, tmp_path_factory):
     folder = tmp_path_factory.mktemp("run-ids")
     files = generate_corpus(str(folder / "corpus"), n_docs=6, lines_per_doc=24, seed=1)
     lines, _ = split_problems(YeddaParser().transform(list_files(spark, files)))
-    lines = DocumentSplitter(patterns=[["validation", "doc_0000[01]"], ["train", ".*"]]).transform(lines)
+    lines = DocumentSplitter(patterns=[["validation", "doc_0000[01]"], ["train", ".*"]]) \
+        .transform(lines)
     feats = LineFeaturizer(vocabSize=256, maxTokens=6).transform(lines)
     Windower(labels=LABELS, windowSize=6, stride=3).transform(feats) \
         .write.parquet(str(folder / "windows"))
