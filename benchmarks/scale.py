@@ -278,8 +278,10 @@ def run_child(spec) -> dict:
                           store_windows=summary.get("windows"))
 
     pred_dir = os.path.join(out, "predictions")
+    # Written as the predict job writes them: row groups of output.row_group_bytes.
     timed("predict", lambda: model.transform(spark.read.parquet(manifest["windows_dir"]))
-          .write.mode("overwrite").parquet(pred_dir))
+          .write.mode("overwrite")
+          .option("parquet.block.size", str(cfg.output.row_group_bytes)).parquet(pred_dir))
     predicted = spark.read.parquet(pred_dir)
     steps["predict"].update(items=predicted.count(), unit="lines", windows=windows)
 

@@ -308,6 +308,10 @@ class OutputConfig(_Section):
     # if focalseq wrote it (its marker file); a directory focalseq did not write is never
     # replaced (focalseq.fileio.check_output_target).
     mode: Annotated[str, _one_of("output.mode")] = "error"
+    # Row groups of the Parquet predictions. A Parquet writer holds its open row group in
+    # the executor's heap, so this bounds a writing task's memory whatever the corpus
+    # (Parquet's own default is 128 MB per task); readers lose little at 4 MB.
+    row_group_bytes: Count = 4 * 1024 * 1024
 
 
 class Config(_Section):

@@ -79,7 +79,8 @@ def predict(spark, cfg: Config, inputs, output: str, fmt: str = "parquet",
             # Spark's default save mode (error if the path exists): the temporary folder
             # is new, and nothing is ever deleted by a writer.
             if fmt == "parquet":
-                out.write.parquet(tmp)
+                (out.write.option("parquet.block.size", str(cfg.output.row_group_bytes))
+                 .parquet(tmp))
             elif fmt == "jsonl":
                 out.write.json(tmp)
             else:

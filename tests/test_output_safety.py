@@ -282,3 +282,38 @@ def test_prepare_refuses_a_windows_folder_focalseq_did_not_write(spark, tmp_path
     with pytest.raises(OutputExistsError, match="not written by focalseq"):
         prepare(spark, cfg, folder)
     assert _tree(folder) == before
+
+
+@pytest.mark.spark
+def test_parquet_predictions_are_written_in_row_groups_of_the_configured_size(
+        spark, trained, tmp_path):
+    """A Parquet writer holds its open row group in the executor's heap:
+    output.row_group_bytes bounds it (Parquet's own default would be 128 MB)."""
+    import pyarrow.parquet as pq
+
+    folder = tmp_path / "in" / "a"
+    folder.mkdir(parents=True)
+    words = "Pileus convex brown spores ellipsoid smooth hyaline".split()
+    (folder / "doc.txt").write_text(
+        "".join(f"{words[i % 7]} {i} {words[(i * 3) % 7]} 5-8 um.\n" for i in range(3000)),
+        encoding="utf-8")
+    cfg = trained["cfg"]
+    small = cfg.model_copy(update={"output": cfg.output.model_copy(
+        update={"row_group_bytes": 16 * 1024})})
+
+    def groups(config, out):
+        from focalseq.pipelines.predict import predict
+
+        n = predict(spark, config, [str(folder / "*.txt")], str(out), fmt="parquet",
+                    plain=True, model=trained["model"])
+        assert n == 3000 and spark.read.parquet(str(out)).count() == 3000
+        metas = [pq.ParquetFile(p).metadata for p in out.glob("*.parquet")]
+        return [[m.row_group(i).total_byte_size for i in range(m.num_row_groups)]
+                for m in metas if m.num_rows]
+
+    # 3,000 lines are well under the default 4 MB: one row group per file.
+    default_files = groups(cfg, tmp_path / "default")
+    assert all(len(sizes) == 1 for sizes in default_files)
+    small_files = groups(small, tmp_path / "small")
+    assert sum(map(len, small_files)) > 2 * len(small_files)
+    assert max(map(max, small_files)) < max(map(max, default_files)) / 2
