@@ -217,6 +217,10 @@ class DataConfig(_Section):
     # Values are checked against `labels` with the other references (Config).
     label_map: Dict[str, Any] = Field(default_factory=dict)
     strict: bool = False
+    # Input file bytes per parsing task (prepare, predict): a task holds its lines'
+    # windows (several times the text) in a sort by split before writing them, so this
+    # bounds an executor's memory whatever the corpus. At least 4 tasks per core.
+    bytes_per_task: Count = 8 * 1024 * 1024
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
 

@@ -66,7 +66,8 @@ def predict(spark, cfg: Config, inputs, output: str, fmt: str = "parquet",
         check_yedda_labels(cfg)
     model = model or builders.load_model(spark, cfg.path("model"))
     pipeline = inference_pipeline(cfg, model)
-    files = list_files(spark, inputs, recursive=cfg.data.recursive)
+    files = list_files(spark, inputs, recursive=cfg.data.recursive,
+                       bytes_per_task=cfg.data.bytes_per_task)
     depth = 0
     if fmt == "yedda":
         depth = yedda_names([r["path"] for r in files.collect()])[1]

@@ -75,7 +75,8 @@ def input_paths(cfg: Config) -> list:
 
 def parse_and_featurize(spark, cfg: Config, paths=None, fmt=None):
     """Returns (parsed rows incl. problems, featurized lines) as lazy DataFrames."""
-    files = list_files(spark, paths or input_paths(cfg), recursive=cfg.data.recursive)
+    files = list_files(spark, paths or input_paths(cfg), recursive=cfg.data.recursive,
+                       bytes_per_task=cfg.data.bytes_per_task)
     parsed = builders.parser(cfg, fmt).transform(files)
     lines, _ = split_problems(parsed)
     return parsed, builders.featurizer(cfg).transform(lines)
@@ -110,7 +111,8 @@ def prepare(spark, cfg: Config, out_dir: str = None) -> dict:
     parser, featurizer = builders.parser(cfg), builders.featurizer(cfg)
     windower = builders.windower(cfg)
     obs_files, obs_parse, obs_split = (Observation(n) for n in ("files", "parse", "split"))
-    files = list_files(spark, paths, recursive=cfg.data.recursive)
+    files = list_files(spark, paths, recursive=cfg.data.recursive,
+                       bytes_per_task=cfg.data.bytes_per_task)
     files = files.observe(obs_files, F.count(F.lit(1)).alias("files"))
     rows = files.mapInArrow(partial(
         _prepare_partition, parse=parser.batch_function(arrow_batch_size(files)),
@@ -245,7 +247,8 @@ def _label_counts(row: dict, cfg: Config) -> dict:
 
 def _write_problems(spark, cfg: Config, paths, out_dir: str) -> list:
     """Writes every problem record to _problems; returns a bounded sample of them."""
-    files = list_files(spark, paths, recursive=cfg.data.recursive)
+    files = list_files(spark, paths, recursive=cfg.data.recursive,
+                       bytes_per_task=cfg.data.bytes_per_task)
     _, problems = split_problems(builders.parser(cfg).transform(files))
     path = posixpath.join(out_dir, PROBLEMS_DIR)
     problems.write.mode("overwrite").parquet(path)

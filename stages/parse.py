@@ -33,6 +33,7 @@ Files are read through `focalseq.fileio` (fsspec) on the executors, so a local p
 """
 import json
 import logging
+import re
 from functools import partial
 
 from pyspark import keyword_only
@@ -74,7 +75,7 @@ UNLABELLED = CHOICES["data.unlabelled"]
 
 
 def list_files(spark: SparkSession, paths, recursive: bool = False,
-               num_partitions: int = None) -> DataFrame:
+               num_partitions: int = None, bytes_per_task: int = None) -> DataFrame:
     """Lists the files matching `paths` as a DataFrame with one `path` column.
 
     The driver JVM's Hadoop FileSystem lists them (one glob per path, one listing per
@@ -87,9 +88,14 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
         spark: the session.
         paths: a path or glob, or a list of them.
         recursive: also list files in subdirectories of directories.
-        num_partitions: partitions of the result; default ``min(files, 4 x default
+        num_partitions: partitions of the result; default enough that each holds about
+            `bytes_per_task` of files, and at least ``min(files, 4 x default
             parallelism)``. Files are dealt round-robin in path order, so big files
             that sit together (whole volumes) land in different partitions.
+        bytes_per_task: the file bytes a partition should hold; default
+            ``data.bytes_per_task`` of `focalseq.config.DEFAULTS`. A task's work (its
+            parsed lines, their windows sorted by split before they are written) grows
+            with its files, so this bounds an executor's memory whatever the corpus.
 
     Raises:
         ValueError: no paths, or a path or glob that matches nothing.
@@ -99,12 +105,15 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("paths: expected at least one file path or glob, got an empty list")
-    files = sorted(set(_hadoop_listing(spark, paths, recursive)))
+    sizes = dict(_hadoop_listing(spark, paths, recursive))
+    files = sorted(sizes)
     if not files:
         raise ValueError(f"paths: {paths} matched no files")
-    n = num_partitions or min(len(files), 4 * spark.sparkContext.defaultParallelism)
-    if n < 1:
+    if num_partitions is not None and num_partitions < 1:
         raise ValueError(f"num_partitions: must be >= 1, got {num_partitions}")
+    bytes_per_task = bytes_per_task or DEFAULTS.data.bytes_per_task
+    by_size = -(-sum(sizes.values()) // bytes_per_task)
+    n = num_partitions or max(4 * spark.sparkContext.defaultParallelism, by_size)
     n = min(n, len(files))
     # File i goes to partition i mod n: a broadcast join of the (path, slot) list with a
     # range of n slots, one per partition; all on the JVM and without a shuffle.
@@ -120,8 +129,9 @@ def list_files(spark: SparkSession, paths, recursive: bool = False,
 
 
 def _hadoop_listing(spark: SparkSession, paths, recursive: bool):
-    """The files `paths` stand for, as Hadoop path strings ('file:/a b'), listed by the
-    driver JVM's Hadoop FileSystem: one glob per path, one listing per directory.
+    """The files `paths` stand for, as (Hadoop path string ('file:/a b'), length in
+    bytes), listed by the driver JVM's Hadoop FileSystem: one glob per path, one listing
+    per directory.
 
     Not Spark's DataFrame reader: it makes every file a glob matches a root of its own,
     and above `spark.sql.sources.parallelPartitionDiscovery.threshold` (32) roots it lists
@@ -144,39 +154,41 @@ def _hadoop_listing(spark: SparkSession, paths, recursive: bool):
                              "(expected a file, a directory or a glob that matches some)")
         matched = _statuses(jvm, matches)
         _release(matches)
-        for name, is_dir in matched:
+        for name, is_dir, length in matched:
             # As in Spark, a directory the user names is listed whatever its name; the
             # files in it, and the files a glob matches, are skipped when hidden.
             if is_dir:
                 files.extend(_files_under(jvm, fs, name, recursive))
             elif not _hidden(name):
-                files.append(name)
+                files.append((name, length))
     return files
 
 
 def _files_under(jvm, fs, directory: str, recursive: bool):
-    """The files in `directory` (and below it if `recursive`), hidden names skipped."""
+    """(path, length) of the files in `directory` (and below it if `recursive`), hidden
+    names skipped."""
     pending = [directory]
     while pending:
         listed = fs.listStatus(jvm.org.apache.hadoop.fs.Path(pending.pop()))
         children = _statuses(jvm, listed)
         _release(listed)
-        for name, is_dir in children:
+        for name, is_dir, length in children:
             if _hidden(name):
                 continue
             if not is_dir:
-                yield name
+                yield name, length
             elif recursive:
                 pending.append(name)
 
 
 def _statuses(jvm, statuses):
-    """[(path string, is a directory)] of a Java FileStatus array, in two Py4J calls
-    (one call per file would take seconds for tens of thousands of files).
+    """[(path string, is a directory, length)] of a Java FileStatus array, in two Py4J
+    calls (one call per file would take seconds for tens of thousands of files).
 
     The paths come as one NUL-joined string (NUL cannot occur in a path); whether each is
-    a directory is read from `FileStatus.toString`, which has begun with
-    "{path=<path>; isDirectory=<bool>" since Hadoop 2, asking the JVM only if not.
+    a directory, and a file's length, are read from `FileStatus.toString`, which has
+    begun with "{path=<path>; isDirectory=<bool>" (a file's followed by "; length=<n>")
+    since Hadoop 2, asking the JVM only if not.
     """
     if not statuses:
         return []
@@ -189,8 +201,13 @@ def _statuses(jvm, statuses):
     for i, (path, text) in enumerate(zip(paths, described)):
         head, sep, tail = (text or "").partition(f"{{path={path}; isDirectory=")
         is_dir = tail.startswith("true") if sep else bool(statuses[i].isDirectory())
-        out.append((path, is_dir))
+        length = _LENGTH.match(tail) if sep else None
+        length = int(length.group(1)) if length else int(statuses[i].getLen())
+        out.append((path, is_dir, length))
     return out
+
+
+_LENGTH = re.compile(r"(?:true|false); length=(\d+);")
 
 
 def _release(java_object):

@@ -281,6 +281,22 @@ def test_list_files_spreads_files_round_robin(spark, tmp_path):
         10, 4 * spark.sparkContext.defaultParallelism)
 
 
+def test_list_files_makes_a_task_per_bytes_per_task_of_files(spark, tmp_path):
+    # 40 files of 1,000 bytes (a directory beside them, not counted): 40,000 bytes.
+    _write(str(tmp_path), {f"f{i:02d}.ann": b"y" * 999 + b"\n" for i in range(40)})
+    _write(str(tmp_path / "sub"), {"g.ann": b"z" * 5000})
+    floor = min(40, 4 * spark.sparkContext.defaultParallelism)
+
+    def tasks(**kw):
+        return list_files(spark, str(tmp_path), **kw).rdd.getNumPartitions()
+
+    assert tasks(bytes_per_task=3000) == max(floor, 14)      # ceil(40,000 / 3,000)
+    assert tasks(bytes_per_task=1000) == 40                  # one file each
+    assert tasks(bytes_per_task=999) == 40                   # never more than the files
+    assert tasks(bytes_per_task=10 ** 9) == floor            # at least 4 per core
+    assert tasks(bytes_per_task=3000, num_partitions=5) == 5  # an explicit count wins
+
+
 def test_listing_many_files_runs_no_spark_job(spark, tmp_path):
     # Spark's reader lists a glob's matches in a job of one task per file above 32 of
     # them, and the driver keeps every task's record: memory that grows with the corpus.
