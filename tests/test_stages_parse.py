@@ -318,7 +318,8 @@ def test_a_file_name_with_spaces_and_accents_is_read(spark, tmp_path):
         ("file:" + str(tmp_path / "a dir" / "é x%20.ann"), "z", None)]
 
 
-@pytest.mark.parametrize("paths,match", [([], "at least one"), ("/no/such/dir/*.ann", "cannot list")])
+@pytest.mark.parametrize("paths,match", [([], "at least one"),
+                                         ("/no/such/dir/*.ann", "cannot list")])
 def test_list_files_rejects_bad_paths(spark, paths, match):
     with pytest.raises(ValueError, match=match):
         list_files(spark, paths)
