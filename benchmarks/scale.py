@@ -24,13 +24,6 @@ size (``--driver-memory``, 1g, Spark's own default): Spark's unified memory lets
 and writers buffer in the heap it is given before they spill, so the JVM's resident
 memory follows that setting; what must not grow is what the JVM retains (its heap after
 a full GC) and the heap the run needs (the larger corpus completes in the same one).
-Tasks are the same size at both sizes: prepare deals input files by `data.bytes_per_task`;
-a Parquet read (the windows, by training and prediction) is split into
-min(``--max-partition-bytes``, data / cores) per task, so the benchmark sets
-`spark.sql.files.maxPartitionBytes` to 16 MB, under what the 1M corpus gives each core:
-at Spark's 128 MB the 1M run's tasks would be smaller than the 10M run's (about 29 MB
-against 128 MB of windows) and the JVM's memory would grow between them by the setting,
-not by the data, up to about 2.5M lines and no further.
 ``--histogram DIR`` writes the JVM's live objects by class after each step (`jmap
 -histo:live`), which is how a retained structure that grows is found, and its native
 memory by area (`jcmd VM.native_memory`), which splits the resident memory. Peak memory of
@@ -239,8 +232,7 @@ def run_child(spec) -> dict:
     from focalseq.pipelines.train import train
 
     started = time.perf_counter()
-    conf = {"spark.driver.memory": spec["driver_memory"],
-            "spark.sql.files.maxPartitionBytes": spec["max_partition_bytes"]}
+    conf = {"spark.driver.memory": spec["driver_memory"]}
     if spec.get("histogram"):
         conf["spark.driver.extraJavaOptions"] = "-XX:NativeMemoryTracking=summary"
     spark = _throughput.session(conf)
@@ -356,8 +348,7 @@ def run_size(size, corpus, work, args) -> dict:
     log_path = os.path.join(work, f"child-{size}.log")
     spec = {"size": size, "corpus": corpus, "out": out, "batch": args.batch, "lr": args.lr,
             "result": result_path, "histogram": args.histogram,
-            "driver_memory": args.driver_memory,
-            "max_partition_bytes": args.max_partition_bytes}
+            "driver_memory": args.driver_memory}
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
@@ -449,10 +440,6 @@ def main(argv=None):
                         "own default): Spark fills the heap it is given with sort and write "
                         "buffers before it spills, so its resident memory follows this "
                         "setting; flat memory means the larger corpus runs in the same heap")
-    p.add_argument("--max-partition-bytes", default="16m",
-                   help="spark.sql.files.maxPartitionBytes, the same at every size (default "
-                        "16m: each size's Parquet reads then split into tasks of this size; "
-                        "Spark's own 128m would make the 1M run's tasks smaller)")
     p.add_argument("--histogram", default=None, metavar="DIR",
                    help="after each step, write into DIR the driver JVM's live objects by "
                         "class (jmap -histo:live, histo-*.txt: what it retains) and its "
@@ -473,9 +460,7 @@ def main(argv=None):
     os.makedirs(work, exist_ok=True)
     started = time.perf_counter()
     print(f"scale benchmark: sizes {', '.join(f'{n:,}' for n in sizes)} lines; "
-          f"{_throughput.load_average()}; scratch {work}; spark.driver.memory "
-          f"{args.driver_memory}, spark.sql.files.maxPartitionBytes "
-          f"{args.max_partition_bytes}", flush=True)
+          f"{_throughput.load_average()}; scratch {work}", flush=True)
     corpora = make_corpora(work, sizes, args.lines_per_doc)
     results = []
     for n in sizes:
