@@ -43,6 +43,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import statistics
 import sys
 import time
@@ -334,8 +335,10 @@ def run_network(spark, cfg, manifest, loss: str, loss_config: dict, seed: int,
     from focalseq.pipelines.prepare import read_split
     from focalseq.tracking import report_metrics
 
+    # A run id allows letters, digits, '.', '_' and '-': a section name may hold more.
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._") or "run"
     run_cfg = _skol.with_train(cfg, loss=loss, loss_config=loss_config,
-                               seed=seed, run_id=f"{name}-{loss}-{seed}-{uuid.uuid4().hex[:6]}")
+                               seed=seed, run_id=f"{slug}-{loss}-{seed}-{uuid.uuid4().hex[:6]}")
     windows = spark.read.parquet(manifest["windows_dir"])
     with mlflow.start_run(run_name=f"{name}-{loss}-seed{seed}"):
         mlflow.set_tags({"section": name, "model": "bilstm", "loss": loss})
