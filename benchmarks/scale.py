@@ -55,6 +55,7 @@ time ratio <= 11 (in general <= 1.1 x the lines ratio), and memory is flat: ever
 import argparse
 import glob
 import json
+import logging
 import os
 import resource
 import shutil
@@ -233,8 +234,19 @@ def run_child(spec) -> dict:
 
     started = time.perf_counter()
     conf = {"spark.driver.memory": spec["driver_memory"]}
+    java_options = []
     if spec.get("histogram"):
-        conf["spark.driver.extraJavaOptions"] = "-XX:NativeMemoryTracking=summary"
+        java_options.append("-XX:NativeMemoryTracking=summary")
+    if spec.get("gc_log"):
+        # Every collection and heap resize with the wall-clock time, to line up with the
+        # library's timestamped log lines (the child's log) phase by phase.
+        os.makedirs(spec["gc_log"], exist_ok=True)
+        path = os.path.join(spec["gc_log"], f"gc-{spec['size']}.log")
+        java_options.append(f"-Xlog:gc*,gc+heap=debug:file={path}:time,uptime")
+        logging.basicConfig(level=logging.INFO,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if java_options:
+        conf["spark.driver.extraJavaOptions"] = " ".join(java_options)
     spark = _throughput.session(conf)
     startup = time.perf_counter() - started
     heap = JvmHeap(spark)
@@ -347,7 +359,7 @@ def run_size(size, corpus, work, args) -> dict:
     result_path = os.path.join(work, f"result-{size}.json")
     log_path = os.path.join(work, f"child-{size}.log")
     spec = {"size": size, "corpus": corpus, "out": out, "batch": args.batch, "lr": args.lr,
-            "result": result_path, "histogram": args.histogram,
+            "result": result_path, "histogram": args.histogram, "gc_log": args.gc_log,
             "driver_memory": args.driver_memory}
     t0 = time.perf_counter()
     with open(log_path, "w") as log:
@@ -445,6 +457,11 @@ def main(argv=None):
                         "class (jmap -histo:live, histo-*.txt: what it retains) and its "
                         "native memory by area (jcmd VM.native_memory, histo-*.nmt; the JVM "
                         "then runs with -XX:NativeMemoryTracking=summary)")
+    p.add_argument("--gc-log", default=None, metavar="DIR",
+                   help="write the driver JVM's GC log (every collection and heap resize, "
+                        "wall-clock times) to DIR/gc-SIZE.log, and the library's INFO log "
+                        "lines, timestamped, to the child's log: which phase of a step "
+                        "grows the heap")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 

@@ -20,6 +20,7 @@ windows' probabilities averaged onto each line) and decides with the rule of
 64
 >>> model = est.fit(windows)  # doctest: +SKIP
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -52,6 +53,16 @@ logger = logging.getLogger(__name__)
 
 WINDOW_COLUMNS = ("token_ids", "shape", "y", "mask")
 DOCUMENT_COLUMNS = ("doc_id", "start", "n_valid")
+# Spark's vectorized Parquet reader fills one array per column with a batch of rows
+# (spark.sql.parquet.columnarReaderBatchSize, 4,096 by default) and grows it, batch after
+# batch, by reallocating. A window row is wide (3 KB in benchmarks/scale.py, 9 KB at the
+# SKOL settings), so 4,096 of them make arrays of 13-36 MB per task: G1 places arrays that
+# large outside the young generation and grows the heap for them. The run's own reads of
+# windows (its data shuffle, the label counts) take batches of about this many bytes:
+# at 3M lines the phase's peak committed heap fell from 670-800 MB to 550-590 MB and the
+# JVM's peak RSS from 1,010-1,150 MB to 945-990 MB (docs/training.md, Scale).
+READ_BATCH_BYTES = 2 * 1024 * 1024
+_SPARK_READER_BATCH_ROWS = 4096
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # The params' names for the loss-config rules' errors.
 _PARAM_NAMES = {"class_weights": "classWeights", "weight_strategy": "weightStrategy",
@@ -199,11 +210,13 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
             summary.update(initial_epoch=state["epoch"] + 1, state=state)
             return self._model(store, run_id, dims, summary)
         store.remove(store.path(run_id, "errors"))
-        windows = self._write_data(store, run_id, dataset, dims)
-        if not windows.get("train"):
-            raise ValueError("windows: no training windows (split 'train', or all windows "
-                             "when there is no split column)")
-        counts = self._label_counts(store, run_id, dataset.sparkSession, labels)
+        spark = dataset.sparkSession
+        with _parquet_batch_rows(spark, _read_batch_rows(dims)):
+            windows = self._write_data(store, run_id, dataset, dims)
+            if not windows.get("train"):
+                raise ValueError("windows: no training windows (split 'train', or all "
+                                 "windows when there is no split column)")
+            counts = self._label_counts(store, run_id, spark, labels)
         has_val = windows.get("validation", 0) > 0
         logger.info("run %s: %s windows, label counts %s, loss %s %s", run_id, windows,
                     counts, self.getLoss(), loss_config)
@@ -339,12 +352,38 @@ def _file_count(rows: DataFrame, dims: dict, num_proc: int) -> int:
     spark = rows.sparkSession
     target = spark._jvm.org.apache.spark.network.util.JavaUtils.byteStringAsBytes(
         spark.conf.get("spark.sql.adaptive.advisoryPartitionSizeInBytes", "64MB"))
-    # A window in memory: four float or int arrays of window positions (tokens, shape
-    # features, targets, mask), 4 bytes an element.
-    per_window = 4 * dims["window"] * (dims["max_tokens"] + dims["n_shape"]
-                                       + len(dims["labels"]) + 1)
-    groups = math.ceil(rows.count() * per_window / (target * num_proc))
+    groups = math.ceil(rows.count() * _window_bytes(dims) / (target * num_proc))
     return num_proc * max(2, groups)
+
+
+def _window_bytes(dims: dict) -> int:
+    """A window in memory: four float or int arrays of window positions (tokens, shape
+    features, targets, mask), 4 bytes an element."""
+    return 4 * dims["window"] * (dims["max_tokens"] + dims["n_shape"]
+                                 + len(dims["labels"]) + 1)
+
+
+def _read_batch_rows(dims: dict) -> int:
+    """Windows per Parquet reader batch: about READ_BATCH_BYTES, at most Spark's 4,096."""
+    return max(1, min(_SPARK_READER_BATCH_ROWS, READ_BATCH_BYTES // _window_bytes(dims)))
+
+
+@contextlib.contextmanager
+def _parquet_batch_rows(spark, rows: int):
+    """Spark's Parquet reader batch (spark.sql.parquet.columnarReaderBatchSize) at most
+    `rows` while the block runs, then the session's own setting again (as petastorm's
+    materialize_dataset does with the Parquet writer's settings)."""
+    key = "spark.sql.parquet.columnarReaderBatchSize"
+    before = spark.conf.get(key, None)
+    current = int(before) if before is not None else _SPARK_READER_BATCH_ROWS
+    spark.conf.set(key, str(min(rows, current)))
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def _label_sums(batches, n):

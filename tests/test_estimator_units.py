@@ -465,6 +465,42 @@ def test_the_runs_files_grow_with_the_windows_past_sparks_partition_size(
         assert _file_count(windows, read_window_metadata(windows), num_proc) == files
 
 
+@pytest.mark.parametrize("window, tokens, shapes, rows", [
+    # 4 bytes x W x (K + F + 3 labels + 1 mask); 2 MiB = 2,097,152 bytes.
+    (4, 3, 2, 4096),    # 144 bytes a window: 14,563 fit, Spark's 4,096 is the cap
+    (32, 48, 18, 234),  # the SKOL settings: 8,960 bytes, 2,097,152 // 8,960 = 234
+    (16, 24, 21, 668),  # benchmarks/scale.py: 3,136 bytes -> 668
+])
+def test_the_runs_reads_take_parquet_batches_of_about_two_megabytes(window, tokens, shapes,
+                                                                     rows):
+    from focalseq.stages.bilstm import _read_batch_rows
+
+    dims = {"window": window, "max_tokens": tokens, "n_shape": shapes,
+            "labels": ["a", "b", "c"]}
+    assert _read_batch_rows(dims) == rows
+
+
+def test_the_reader_batch_is_lowered_only_while_the_run_reads_then_restored(spark):
+    from focalseq.stages.bilstm import _parquet_batch_rows
+
+    key = "spark.sql.parquet.columnarReaderBatchSize"
+    assert spark.conf.get(key, None) is None  # not set: Spark's default applies
+    with _parquet_batch_rows(spark, 234):
+        assert spark.conf.get(key) == "234"
+    assert spark.conf.get(key, None) is None
+    spark.conf.set(key, "100")  # the user's own, smaller setting wins
+    try:
+        with _parquet_batch_rows(spark, 234):
+            assert spark.conf.get(key) == "100"
+        with pytest.raises(RuntimeError, match="boom"):
+            with _parquet_batch_rows(spark, 50):
+                assert spark.conf.get(key) == "50"
+                raise RuntimeError("boom")
+        assert spark.conf.get(key) == "100"
+    finally:
+        spark.conf.unset(key)
+
+
 def test_each_validation_document_lies_in_one_of_the_runs_files(spark, tmp_path):
     import pyarrow.parquet as pq
 
