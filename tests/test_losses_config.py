@@ -115,6 +115,7 @@ def _error(name, config, multi_label=False, labels=LABELS):
         ("asymmetric", {"clip": 1.0}, True, ["clip", "1.0", "[0.0, 1.0)"]),
         ("asymmetric", {"gamma_neg": -4}, True, ["gamma_neg", "-4", "[0.0, inf]"]),
         ("soft_f1", {"distributed": "yes"}, False, ["distributed", "'yes'", "[True, False]"]),
+        ("soft_f1", {"cross_entropy_weight": -0.5}, True, ["cross_entropy_weight", "-0.5", "[0.0, inf]"]),
         ("focal", {"gamma": True}, False, ["gamma", "True", "a number"]),
     ],
 )

@@ -96,6 +96,37 @@ def test_soft_f1_distributed_without_horovod_is_plain():
     assert value(F.soft_f1, Y, P, MASK, distributed=True) == pytest.approx(value(F.soft_f1, Y, P, MASK))
 
 
+def test_soft_f1_with_cross_entropy_by_hand():
+    # The F1 part over the focal labels only; the cross-entropy over every label.
+    ce = (-log(0.7) - log(0.6) - log(0.5)) / 3
+    got = value(F.soft_f1, Y, P, MASK, label_indices=[1, 2], cross_entropy_weight=0.5)
+    assert got == pytest.approx(_soft_f1_by_hand([1, 2]) + 0.5 * ce, rel=1e-5)
+    # Multi-label: binary cross-entropy of the two real lines of PM / YM, mean over labels.
+    bce = (-(log(0.9) + log(0.8) + log(0.6)) / 3 - (log(0.7) + log(0.7) + log(0.99)) / 3) / 2
+    f1 = value(F.soft_f1, YM, PM, MASKM)
+    got = value(F.soft_f1, YM, PM, MASKM, cross_entropy_weight=2.0, multi_label=True)
+    assert got == pytest.approx(f1 + 2.0 * bce, rel=1e-5)
+
+
+def test_soft_f1_cross_entropy_term_gives_the_common_label_a_gradient():
+    # Soft F1 over the rare label 1 alone passes no gradient to the common label's
+    # output; the added term does. CE of line 0 is -log(p_00 / (p_00 + p_01)) (rows are
+    # renormalised as in Keras), so d CE / d p_00 = -(1 / p_00 - 1 / (p_00 + p_01)) / 2 lines
+    # = -(2 - 1) / 2 = -0.5.
+    y = np.array([[[1, 0], [0, 1]]], dtype=np.float32)
+    p = tf.Variable(np.array([[[0.5, 0.5], [0.1, 0.9]]], dtype=np.float32))
+    mask = np.array([[1, 1]], dtype=np.float32)
+    with tf.GradientTape() as tape:
+        loss = F.soft_f1(tf.constant(y), p, tf.constant(mask), label_indices=[1],
+                         cross_entropy_weight=1.0)
+    grad = tape.gradient(loss, p).numpy()
+    with tf.GradientTape() as tape:
+        alone = F.soft_f1(tf.constant(y), p, tf.constant(mask), label_indices=[1])
+    grad_alone = tape.gradient(alone, p).numpy()
+    assert grad[0, 0, 0] == pytest.approx(grad_alone[0, 0, 0] - 0.5, rel=1e-4)
+    assert grad_alone[0, 0, 0] == pytest.approx(0.0, abs=1e-6)  # F1 ignores label 0 here
+
+
 def test_adaptive_by_hand():
     weights = [1.0, 2.0, 4.0]
     wce = (1 * -log(0.7) + 2 * -log(0.6) + 4 * -log(0.5)) / 3

@@ -168,7 +168,7 @@ HYPERPARAMETERS = {
     "cross_entropy": {"label_smoothing"},
     "weighted_cross_entropy": {"class_weights"},
     "focal": {"gamma", "alpha", "label_smoothing"},
-    "soft_f1": {"label_indices", "distributed"},
+    "soft_f1": {"label_indices", "distributed", "cross_entropy_weight", "multi_label"},
     "adaptive": {"class_weights", "gamma", "alpha", "schedule", "epochs", "switch_epoch"},
     "focal_contrastive": {"n_labels", "gamma", "alpha", "temperature", "focal_weight", "contrastive_weight"},
     "class_balanced": {"label_counts", "beta", "base", "gamma"},

@@ -82,7 +82,7 @@ def build_loss(name, config, labels, label_counts=None, multi_label=False):
         ValueError: on a bad name, config, mode or missing label_counts.
     """
     cfg = validate_loss_config(name, config, labels, multi_label)
-    kwargs = loss_kwargs(name, cfg, labels, label_counts)
+    kwargs = loss_kwargs(name, cfg, labels, label_counts, multi_label)
     keras_losses = importlib.import_module("focalseq.losses.keras_losses")
     return keras_losses.LOSS_CLASSES[name](**kwargs)
 

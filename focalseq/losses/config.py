@@ -33,7 +33,7 @@ LOSS_DEFAULTS = {
     "cross_entropy": {"label_smoothing": 0.0},
     "weighted_cross_entropy": {"class_weights": None, "weight_strategy": None, "beta": 0.999},
     "focal": {"gamma": 2.0, "alpha": None, "label_smoothing": 0.0},
-    "soft_f1": {"focal_labels": None, "distributed": True},
+    "soft_f1": {"focal_labels": None, "distributed": True, "cross_entropy_weight": 0.0},
     "adaptive": {
         "class_weights": None,
         "weight_strategy": None,
@@ -238,7 +238,7 @@ def validate_loss_config(name, config, labels, multi_label=False):
             out[field] = None if value is None else _int(name, field, value, 0)
         elif field == "temperature":
             out[field] = _number(name, field, value, low=0.0, low_open=True)
-        elif field in ("focal_weight", "contrastive_weight", "tau"):
+        elif field in ("focal_weight", "contrastive_weight", "tau", "cross_entropy_weight"):
             out[field] = _number(name, field, value, low=0.0)
         elif field == "base":
             out[field] = _choice(name, field, value, CLASS_BALANCED_BASES)

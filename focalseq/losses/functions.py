@@ -169,8 +169,10 @@ def _horovod_sum(tensor):
     return hvd.allreduce(tensor, op=hvd.Sum)
 
 
-def soft_f1(y_true, y_pred, mask=None, label_indices=None, distributed=False, eps=EPSILON):
-    """Soft macro F1 loss: 1 - mean_c 2 TP_c / (2 TP_c + FP_c + FN_c + eps).
+def soft_f1(y_true, y_pred, mask=None, label_indices=None, distributed=False, eps=EPSILON,
+            cross_entropy_weight=0.0, multi_label=False):
+    """Soft macro F1 loss: 1 - mean_c 2 TP_c / (2 TP_c + FP_c + FN_c + eps), plus
+    `cross_entropy_weight` x the cross-entropy of every label when it is above 0.
 
     TP_c = sum_i m_i p_ic y_ic, FP_c = sum_i m_i p_ic (1 - y_ic), FN_c = sum_i m_i
     (1 - p_ic) y_ic, over all unmasked lines of the batch; softmax or sigmoid
@@ -182,7 +184,20 @@ def soft_f1(y_true, y_pred, mask=None, label_indices=None, distributed=False, ep
             so every process gets the global-batch loss; a no-op unless Horovod
             is initialised with more than one process.
         eps: Keeps the ratio finite.
+        cross_entropy_weight: w >= 0 of the added per-line term (`cross_entropy`, or
+            `binary_cross_entropy` when `multi_label`), as Dice + CE in segmentation:
+            the set-level F1 alone can reward labelling every line rare while a small
+            batch holds few rare lines; the per-line term keeps each line's gradient.
+        multi_label: The outputs are sigmoid (the term is binary cross-entropy).
     """
+    f1_loss = _soft_f1_only(y_true, y_pred, mask, label_indices, distributed, eps)
+    if not cross_entropy_weight:
+        return f1_loss
+    per_line = binary_cross_entropy if multi_label else cross_entropy
+    return f1_loss + cross_entropy_weight * per_line(y_true, y_pred, mask)
+
+
+def _soft_f1_only(y_true, y_pred, mask, label_indices, distributed, eps):
     y_true, y_pred, weights = _flatten(y_true, y_pred, mask, 0.0)
     if label_indices is not None:
         y_true = tf.gather(y_true, label_indices, axis=-1)

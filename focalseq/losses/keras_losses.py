@@ -166,17 +166,22 @@ class SoftF1Loss(FocalseqLoss):
         label_indices: Output indices the mean runs over; None: all.
         distributed: Sum the F1 counts over Horovod processes when Horovod is
             initialised with more than one process (checked at call time).
+        cross_entropy_weight: Weight of the added cross-entropy term; 0: none.
+        multi_label: Sigmoid outputs (binary cross-entropy for the added term).
     """
 
     loss_name = "soft_f1"
 
-    def __init__(self, label_indices=None, distributed=True, reduction=_AUTO, name=None):
+    def __init__(self, label_indices=None, distributed=True, cross_entropy_weight=0.0,
+                 multi_label=False, reduction=_AUTO, name=None):
         super().__init__(
             functions.soft_f1,
             reduction=reduction,
             name=name,
             label_indices=None if label_indices is None else [int(i) for i in label_indices],
             distributed=bool(distributed),
+            cross_entropy_weight=float(cross_entropy_weight),
+            multi_label=bool(multi_label),
         )
 
 

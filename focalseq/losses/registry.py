@@ -26,7 +26,7 @@ def _class_weight_list(name, cfg, labels, label_counts):
     return [weights[label] for label in labels]
 
 
-def loss_kwargs(name, cfg, labels, label_counts=None):
+def loss_kwargs(name, cfg, labels, label_counts=None, multi_label=False):
     """Constructor arguments of `keras_losses.LOSS_CLASSES[name]`.
 
     Args:
@@ -35,6 +35,7 @@ def loss_kwargs(name, cfg, labels, label_counts=None):
         labels: Label names in output order.
         label_counts: {label: training count}; needed by weight strategies,
             class_balanced and logit_adjusted.
+        multi_label: Sigmoid outputs (soft_f1's cross-entropy term is then binary).
     """
     labels = list(labels)
     if name in NEEDS_COUNTS:
@@ -50,6 +51,8 @@ def loss_kwargs(name, cfg, labels, label_counts=None):
         return {
             "label_indices": None if indices == list(range(len(labels))) else indices,
             "distributed": cfg["distributed"],
+            "cross_entropy_weight": cfg["cross_entropy_weight"],
+            "multi_label": bool(multi_label),
         }
     if name == "adaptive":
         kwargs = {k: cfg[k] for k in ("gamma", "alpha", "schedule", "epochs", "switch_epoch")}
