@@ -158,6 +158,11 @@ class ProcessSampler(threading.Thread):
                 info = self.procs[key] = {"hwm_mb": 0.0, "rss_mb": 0.0, "cmd": None,
                                           "ppid": _ppid(pid)}
             if info["cmd"] != cmd[:200]:  # new, or it exec'd (bash spark-class -> java)
+                if info["cmd"] is not None:
+                    # An exec starts a new address space, and VmHWM with it. Before its
+                    # exec a JVM's spawn (posix_spawn, vfork) runs in the JVM's memory: a
+                    # pyspark daemon seen that early had the JVM's 641 MB counted as its own.
+                    info["hwm_mb"] = info["rss_mb"] = 0.0
                 info["cmd"], info["role"] = cmd[:200], self._role(pid, cmd, info["ppid"])
             hwm, rss = _status_kb(pid, "VmHWM"), _status_kb(pid, "VmRSS")
             if hwm is not None:
