@@ -107,7 +107,8 @@ def test_the_api_rules_end_to_end_give_valid_configs():
     """What the Python API gets for each familiar choice, validated against the labels."""
     cases = [
         ({"focal_labels": ["Nomenclature", "Description"]}, "soft_f1",
-         {"focal_labels": ["Nomenclature", "Description"], "distributed": True}),
+         {"focal_labels": ["Nomenclature", "Description"], "distributed": True,
+          "cross_entropy_weight": 0.0}),
         ({"class_weights": {"Nomenclature": 20.0}}, "weighted_cross_entropy",
          {"class_weights": {"Nomenclature": 20.0, "Description": 1.0, "Misc-exposition": 1.0},
           "weight_strategy": None, "beta": 0.999}),
