@@ -189,8 +189,11 @@ class FocalSeqClassifier:
             return "[Logistic] Using logistic regression without class weights"
         cfg = self.config
         if self.loss_name == "soft_f1":
+            weight = cfg.train.loss_config.get("cross_entropy_weight")
+            # The older classifier had no cross-entropy term: a line of its own, only if set.
+            extra = [f"  plus cross-entropy x {weight}"] if weight else []
             return "\n".join(["[BiLSTM] Using mean F1 loss for focal labels:"]
-                             + [f"  {lab}" for lab in cfg.focal_labels])
+                             + [f"  {lab}" for lab in cfg.focal_labels] + extra)
         loss_config = cfg.train.loss_config
         if self.loss_name == "weighted_cross_entropy" and "class_weights" in loss_config:
             return "\n".join(["[BiLSTM] Using weighted cross-entropy loss with class weights:"]

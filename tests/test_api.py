@@ -76,6 +76,9 @@ def test_focal_labels_need_the_rnn(tmp_path):
      "  Nomenclature: 20.0\n  Description: 5.0"),
     ({"weight_strategy": "inverse"},
      "[BiLSTM] Using weighted cross-entropy loss with class weights by strategy: inverse"),
+    ({"focal_labels": ["Nomenclature"], "loss_config": {"cross_entropy_weight": 0.5}},
+     "[BiLSTM] Using mean F1 loss for focal labels:\n  Nomenclature\n"
+     "  plus cross-entropy x 0.5"),
     ({}, "[BiLSTM] Using standard cross-entropy loss"),
 ])
 def test_verbosity_1_says_which_loss_and_labels(kwargs, expected, tmp_path):
