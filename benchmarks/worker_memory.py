@@ -1,20 +1,24 @@
 """A Horovod worker's resident memory over training steps, by gradient collective.
 
     .venv/bin/python benchmarks/worker_memory.py                  # ~15 min, both collectives
-    .venv/bin/python benchmarks/worker_memory.py --collective allgather --mmap-threshold 262144
+    .venv/bin/python benchmarks/worker_memory.py --collective allgather \
+        --env TF_CPU_ALLOCATOR_USE_BFC=false                      # glibc's malloc
 
 Two ranks (`horovod.runner.run`, Gloo, one thread each) train the estimator's network
 (`focalseq.training.remote._build_model`: the same optimizer and gradient averaging as a
 fit) on synthetic windowed Parquet streamed as a fit streams it
-(`focalseq.training.streaming`), several epochs, and each rank prints its VmRSS and VmHWM
+(`focalseq.training.streaming`), several epochs, with a fit's Horovod, thread and memory
+allocator settings (`remote._init_horovod`), and each rank prints its VmRSS and VmHWM
 after every epoch. Memory that is flat in corpus size must also be flat in the number of
 steps: a worker of a 10x larger corpus trains 10x more steps per epoch
 (benchmarks/scale.py). The last line gives each variant's growth of the high-water mark
 per 1,000 steps after the first epoch, the larger rank's.
 
-`--mmap-threshold BYTES` fixes glibc's mmap threshold in the ranks (mallopt
-M_MMAP_THRESHOLD), which glibc otherwise raises to the largest block freed so far: an
-experiment on where the growth comes from, not a setting the estimator makes.
+`--env KEY=VALUE` sets a variable in the ranks' environment before TensorFlow allocates:
+`--env TF_CPU_ALLOCATOR_USE_BFC=false` gives TensorFlow's CPU tensors to glibc's malloc,
+as before the estimator chose TensorFlow's own allocator. `--mmap-threshold BYTES` fixes
+glibc's mmap threshold in the ranks (mallopt M_MMAP_THRESHOLD), which glibc otherwise
+raises to the largest block freed so far: experiments on where the growth comes from.
 """
 import argparse
 import os
@@ -53,29 +57,25 @@ def write_windows(folder: str, windows: int, seed: int = 0) -> None:
         pq.write_table(table, os.path.join(folder, f"part-{f}.parquet"), row_group_size=1300)
 
 
-def rank_main(folder: str, collective: str, epochs: int, mmap_threshold: int):
+def rank_main(folder: str, collective: str, epochs: int, mmap_threshold: int, env: dict):
     """One rank: train `epochs` epochs, return [(epoch, seconds, rss MB, hwm MB)]."""
+    os.environ.update(env)  # before TensorFlow allocates anything
     if mmap_threshold:
         import ctypes
 
         ctypes.CDLL("libc.so.6").mallopt(-3, int(mmap_threshold))  # M_MMAP_THRESHOLD
-    os.environ.setdefault("HOROVOD_CYCLE_TIME", "1")  # the estimator's (remote.py)
     import fsspec
-    import horovod.tensorflow.keras as hvd
     import tensorflow as tf
 
     from focalseq.training import remote, streaming
 
-    hvd.init()
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    tf.keras.utils.set_random_seed(0)
     spec = {"dims": DIMS, "network": {"vocab_size": 32768, "embedding_dim": 48,
                                       "hidden_size": 64},
             "loss": "cross_entropy", "loss_config": {}, "label_counts": None,
             "learning_rate": 0.003, "warmup_epochs": 0, "epochs": epochs, "lr_decay": None,
             "optimizer": "adam", "collective": collective, "batch_size": BATCH,
-            "clipnorm": None, "seed": 0}
+            "clipnorm": None, "seed": 0, "threads_per_worker": 1}
+    hvd = remote._init_horovod(spec)  # a fit's own Horovod, thread and allocator settings
     fs = fsspec.filesystem("file")
     groups = streaming.row_groups(fs, streaming.parquet_files(fs, folder))
     steps, batch = streaming.equal_steps(groups, hvd.size(), BATCH)
@@ -108,7 +108,11 @@ def main(argv=None):
     p.add_argument("--windows", type=int, default=52_000, help="synthetic training windows")
     p.add_argument("--mmap-threshold", type=int, default=0,
                    help="fix glibc's mmap threshold in the ranks (bytes; 0: glibc's own)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable for the ranks (e.g. TF_CPU_ALLOCATOR_USE_BFC="
+                        "true); repeatable")
     args = p.parse_args(argv)
+    env = dict(kv.split("=", 1) for kv in args.env)
     from horovod.runner import run
 
     variants = ["allgather", "allreduce"] if args.collective == "both" else [args.collective]
@@ -117,10 +121,11 @@ def main(argv=None):
         write_windows(folder, args.windows)
         for collective in variants:
             name = collective + (f", mmap threshold {args.mmap_threshold:,}"
-                                 if args.mmap_threshold else "")
+                                 if args.mmap_threshold else "") \
+                + "".join(f", {kv}" for kv in args.env)
             print(f"== {name}: 2 ranks, {args.epochs} epochs", flush=True)
             results = run(rank_main, args=(folder, collective, args.epochs,
-                                           args.mmap_threshold), np=2, use_gloo=True)
+                                           args.mmap_threshold, env), np=2, use_gloo=True)
             growth = []
             for r in sorted(results, key=lambda r: r["rank"]):
                 for epoch, seconds, rss, hwm in r["records"]:
