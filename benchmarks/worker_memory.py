@@ -2,21 +2,21 @@
 
     .venv/bin/python benchmarks/worker_memory.py                  # ~15 min, both collectives
     .venv/bin/python benchmarks/worker_memory.py --collective allgather \
-        --env TF_CPU_ALLOCATOR_USE_BFC=false                      # glibc's malloc
+        --env TF_CPU_ALLOCATOR_USE_BFC=true                       # TensorFlow's allocator
 
 Two ranks (`horovod.runner.run`, Gloo, one thread each) train the estimator's network
 (`focalseq.training.remote._build_model`: the same optimizer and gradient averaging as a
 fit) on synthetic windowed Parquet streamed as a fit streams it
-(`focalseq.training.streaming`), several epochs, with a fit's Horovod, thread and memory
-allocator settings (`remote._init_horovod`), and each rank prints its VmRSS and VmHWM
+(`focalseq.training.streaming`), several epochs, with a fit's Horovod and thread
+settings (`remote._init_horovod`), and each rank prints its VmRSS and VmHWM
 after every epoch. Memory that is flat in corpus size must also be flat in the number of
 steps: a worker of a 10x larger corpus trains 10x more steps per epoch
 (benchmarks/scale.py). The last line gives each variant's growth of the high-water mark
 per 1,000 steps after the first epoch, the larger rank's.
 
 `--env KEY=VALUE` sets a variable in the ranks' environment before TensorFlow allocates:
-`--env TF_CPU_ALLOCATOR_USE_BFC=false` gives TensorFlow's CPU tensors to glibc's malloc,
-as before the estimator chose TensorFlow's own allocator. `--mmap-threshold BYTES` fixes
+`--env TF_CPU_ALLOCATOR_USE_BFC=true` gives TensorFlow's CPU tensors to its own pooling
+allocator instead of glibc's malloc (docs/training.md). `--mmap-threshold BYTES` fixes
 glibc's mmap threshold in the ranks (mallopt M_MMAP_THRESHOLD), which glibc otherwise
 raises to the largest block freed so far: experiments on where the growth comes from.
 """
@@ -75,7 +75,7 @@ def rank_main(folder: str, collective: str, epochs: int, mmap_threshold: int, en
             "learning_rate": 0.003, "warmup_epochs": 0, "epochs": epochs, "lr_decay": None,
             "optimizer": "adam", "collective": collective, "batch_size": BATCH,
             "clipnorm": None, "seed": 0, "threads_per_worker": 1}
-    hvd = remote._init_horovod(spec)  # a fit's own Horovod, thread and allocator settings
+    hvd = remote._init_horovod(spec)  # a fit's own Horovod and thread settings
     fs = fsspec.filesystem("file")
     groups = streaming.row_groups(fs, streaming.parquet_files(fs, folder))
     steps, batch = streaming.equal_steps(groups, hvd.size(), BATCH)

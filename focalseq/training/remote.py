@@ -131,24 +131,11 @@ def _train(spec: dict, scratch: str) -> dict:
 # overrides.
 CYCLE_TIME_MS = "1"
 
-# TensorFlow takes a worker's CPU tensors from malloc unless told otherwise. A step's
-# gradient buffers change size every step with the batch's distinct tokens, and glibc
-# serves ever-changing sizes from heaps that fragment: a worker's peak memory grew with
-# the steps it had trained, so a 10x larger corpus (10x the steps an epoch) needed more
-# memory per worker. TensorFlow's best-fit allocator with coalescing keeps and reuses its
-# own blocks: benchmarks/worker_memory.py (2 ranks, the packed allgather, 812 steps an
-# epoch) gave each rank a 40-90 MB lower peak at the same step time. The growth left is
-# a few MB per 1,000 steps (+3.0 to +5.6 in three runs; malloc +4.2 to +7.7).
-# TF_CPU_ALLOCATOR_USE_BFC=false in the worker's environment overrides.
-CPU_ALLOCATOR_USE_BFC = "true"
-
 
 def _init_horovod(spec):
     import horovod.tensorflow.keras as hvd
 
     os.environ.setdefault("HOROVOD_CYCLE_TIME", CYCLE_TIME_MS)  # read by hvd.init()
-    # Read when TensorFlow allocates its first tensor, which must come after this line.
-    os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", CPU_ALLOCATOR_USE_BFC)
     hvd.init()
     _configure_devices(hvd, spec)
     # The same seed on every rank: identical initial weights. Shuffling differs by rank.
