@@ -112,6 +112,9 @@ def main(argv=None):
                    help="an environment variable for the ranks (e.g. TF_CPU_ALLOCATOR_USE_BFC="
                         "true); repeatable")
     args = p.parse_args(argv)
+    bad = [kv for kv in args.env if "=" not in kv or kv.startswith("=")]
+    if bad:
+        p.error(f"--env {bad[0]!r}: expected KEY=VALUE, e.g. TF_CPU_ALLOCATOR_USE_BFC=true")
     env = dict(kv.split("=", 1) for kv in args.env)
     from horovod.runner import run
 
