@@ -44,6 +44,7 @@ CHOICES = {
     "train.optimizer": ("adam", "sgd", "rmsprop"),
     "train.lr_decay": ("none", "cosine"),
     "train.encoder": ("mean", "cnn", "bilstm"),
+    "train.head": ("softmax", "crf"),
     "train.collective": ("auto", "allgather", "allreduce"),
     "train.loss": LOSS_NAMES,
     "train.model": ("bilstm", "logistic"),
@@ -263,6 +264,10 @@ class TrainConfig(_Section):
     encoder: Annotated[str, _one_of("train.encoder")] = "mean"
     token_dropout: Fraction = 0.0
     skip_connection: bool = False
+    # softmax: each line labelled on its own (sigmoid when multi-label); crf: a
+    # linear-chain CRF over the window's lines (single-label), trained through its
+    # per-line marginals with the chosen loss (focalseq.training.chain_crf).
+    head: Annotated[str, _one_of("train.head")] = "softmax"
     num_proc: Count = 2
     early_stopping_patience: Annotated[int, _at_least(0)] = 0
     restore_best: bool = True

@@ -46,7 +46,7 @@ def estimator(cfg: Config, label_counts: dict = None):
         hiddenSize=t.hidden_size, numLayers=t.num_layers, dropout=t.dropout,
         recurrentDropout=t.recurrent_dropout, embeddingDim=t.embedding_dim, encoder=t.encoder,
         collective=t.collective,
-        tokenDropout=t.token_dropout, skipConnection=t.skip_connection,
+        tokenDropout=t.token_dropout, skipConnection=t.skip_connection, head=t.head,
         vocabSize=cfg.features.vocab_size, epochs=t.epochs, batchSize=t.batch_size,
         learningRate=t.learning_rate, warmupEpochs=t.warmup_epochs,
         learningRateDecay=t.lr_decay, optimizer=t.optimizer,

@@ -71,7 +71,7 @@ class FocalSeqClassifier:
         ensemble_members: networks trained (seeds seed*K .. seed*K+K-1) whose
             probabilities are averaged; 3 by default, the best setting on the SKOL
             benchmark; 1 trains a single network in a third of the time.
-        The remaining keywords (learning_rate, num_workers, embedding_dim, encoder,
+        The remaining keywords (learning_rate, num_workers, embedding_dim, encoder, head,
         max_tokens, char_ngrams, token_dropout, lr_decay, shape_features, labels,
         keep_labels, split_fractions, split_patterns, ...) map onto the configuration
         keys of the same names (focalseq/config.py).
@@ -91,7 +91,8 @@ class FocalSeqClassifier:
                  seed=None, split_fractions=None, split_patterns=None, work_dir=None,
                  tracking_uri=None, experiment=None, vocab_size=None, max_tokens=None,
                  early_stopping_patience=None, char_ngrams=None, token_dropout=None,
-                 lr_decay=None, ensemble_members=None, shape_features=None, tune=None):
+                 lr_decay=None, ensemble_members=None, shape_features=None, tune=None,
+                 head=None):
         loss_name = choose_loss(focal_labels, class_weights, weight_strategy, loss)
         if model_type not in MODEL_TYPES:
             raise ValueError(f"model_type: {model_type!r} is not one of {list(MODEL_TYPES)}")
@@ -141,7 +142,7 @@ class FocalSeqClassifier:
             "train.epochs": epochs, "train.batch_size": batch_size,
             "train.learning_rate": learning_rate, "train.hidden_size": hidden_size,
             "train.num_layers": num_layers, "train.dropout": dropout,
-            "train.embedding_dim": embedding_dim, "train.encoder": encoder,
+            "train.embedding_dim": embedding_dim, "train.encoder": encoder, "train.head": head,
             "train.num_proc": num_workers, "train.seed": seed,
             "train.early_stopping_patience": early_stopping_patience,
             # Without patience there is no best epoch to go back to.

@@ -40,7 +40,7 @@ from focalseq.losses.choice import loss_config_for
 from focalseq.losses.config import WEIGHT_STRATEGIES
 from focalseq.stages._params import (HasDecisionRule, HasFocalLabels, HasLabels,
                                      HasMultiLabel, HasWindowInput)
-from focalseq.stages.bilstm_params import (COLLECTIVES, ENCODERS, LR_DECAYS, OPTIMIZERS,
+from focalseq.stages.bilstm_params import (COLLECTIVES, ENCODERS, HEADS, LR_DECAYS, OPTIMIZERS,
                                            BiLSTMParams)
 from focalseq.stages.decision import decision_expr
 from focalseq.stages.persistence import FilesReader, FilesWriter, read_file, read_json
@@ -87,7 +87,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
     @keyword_only
     def __init__(self, *,
         hiddenSize=None, numLayers=None, dropout=None, recurrentDropout=None,
-        embeddingDim=None, encoder=None, tokenDropout=None, skipConnection=None,
+        embeddingDim=None, encoder=None, tokenDropout=None, skipConnection=None, head=None,
         vocabSize=None, epochs=None, batchSize=None, learningRate=None,
         warmupEpochs=None, learningRateDecay=None, optimizer=None, loss=None,
         lossConfig=None, classWeights=None, weightStrategy=None,
@@ -102,7 +102,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
     @keyword_only
     def setParams(self, *,
         hiddenSize=None, numLayers=None, dropout=None, recurrentDropout=None,
-        embeddingDim=None, encoder=None, tokenDropout=None, skipConnection=None,
+        embeddingDim=None, encoder=None, tokenDropout=None, skipConnection=None, head=None,
         vocabSize=None, epochs=None, batchSize=None, learningRate=None,
         warmupEpochs=None, learningRateDecay=None, optimizer=None, loss=None,
         lossConfig=None, classWeights=None, weightStrategy=None,
@@ -121,7 +121,7 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         from focalseq.losses import validate_loss_config
 
         g = self.getOrDefault
-        for name, valid in (("encoder", ENCODERS), ("optimizer", OPTIMIZERS),
+        for name, valid in (("encoder", ENCODERS), ("head", HEADS), ("optimizer", OPTIMIZERS),
                             ("collective", COLLECTIVES),
                             ("weightStrategy", ("",) + WEIGHT_STRATEGIES),
                             ("learningRateDecay", LR_DECAYS)):
@@ -144,6 +144,9 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
         if g(self.runId) and not _RUN_ID.match(g(self.runId)):
             raise ValueError(f"runId: {g(self.runId)!r} must be letters, digits, '.', '_' or "
                              "'-' (it names a folder in the store)")
+        if g(self.head) == "crf" and multi_label:
+            raise ValueError("head: 'crf' labels each line with one label; these windows are "
+                             "multi-label (use head 'softmax', a sigmoid per label)")
         focal = self.getFocalLabels()
         unknown = [f for f in focal if f not in labels]
         if unknown:
@@ -197,7 +200,8 @@ class BiLSTMEstimator(Estimator, BiLSTMParams, MLReadable, MLWritable):
                 "encoder": g(self.encoder), "hidden_size": g(self.hiddenSize),
                 "num_layers": g(self.numLayers), "dropout": g(self.dropout),
                 "recurrent_dropout": g(self.recurrentDropout),
-                "token_dropout": g(self.tokenDropout), "skip": g(self.skipConnection)}
+                "token_dropout": g(self.tokenDropout), "skip": g(self.skipConnection),
+                "head": g(self.head)}
 
     def _fit_run(self, dataset, store, run_id, dims, loss_config) -> "BiLSTMModel":
         """The fit of a locked run whose settings match its record."""

@@ -11,6 +11,7 @@ import tempfile
 from pyspark.ml.param import Param, Params, TypeConverters
 from pyspark.ml.param.shared import HasSeed
 
+from focalseq.config import CHOICES
 from focalseq.config import DEFAULTS as _D
 from focalseq.losses.config import WEIGHT_STRATEGIES
 from focalseq.stages._params import HasFocalLabels, json_object, json_text
@@ -19,6 +20,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LR_DECAYS = ("none", "cosine")
 ENCODERS = ("mean", "cnn", "bilstm")
 COLLECTIVES = ("auto", "allgather", "allreduce")
+HEADS = CHOICES["train.head"]
 # The configuration puts the store under output.dir; a stage used on its own needs one.
 DEFAULT_STORE = os.path.join(tempfile.gettempdir(), "focalseq-store")
 
@@ -47,6 +49,9 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
                           TypeConverters.toFloat)
     skipConnection = _param("skipConnection", "the head also sees each line's own projection",
                             TypeConverters.toBoolean)
+    head = _param("head", f"one of {HEADS}: a softmax per line, or a linear-chain CRF over "
+                  "the window's lines (single-label) output as per-line marginals",
+                  TypeConverters.toString)
     vocabSize = _param("vocabSize", "hashed token space; must match LineFeaturizer.vocabSize",
                        TypeConverters.toInt)
     epochs = _param("epochs", "training epochs", TypeConverters.toInt)
@@ -112,6 +117,7 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
             encoder=_D.train.encoder,
             tokenDropout=_D.train.token_dropout,
             skipConnection=_D.train.skip_connection,
+            head=_D.train.head,
             vocabSize=_D.features.vocab_size,
             epochs=_D.train.epochs,
             batchSize=_D.train.batch_size,
@@ -162,6 +168,9 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
 
     def getSkipConnection(self):
         return self.getOrDefault(self.skipConnection)
+
+    def getHead(self):
+        return self.getOrDefault(self.head)
 
     def getVocabSize(self):
         return self.getOrDefault(self.vocabSize)
@@ -259,6 +268,9 @@ class BiLSTMParams(HasFocalLabels, HasSeed):
 
     def setSkipConnection(self, value):
         return self._set(skipConnection=value)
+
+    def setHead(self, value):
+        return self._set(head=value)
 
     def setVocabSize(self, value):
         return self._set(vocabSize=value)

@@ -49,7 +49,7 @@ def test_defaults_are_the_best_settings_of_conf_skol_yaml(tmp_path):
                          "ngram_n", "shape_features"],
             "windows": ["size", "stride"],
             "train": ["loss", "epochs", "batch_size", "learning_rate", "lr_decay",
-                      "hidden_size", "num_layers", "embedding_dim", "encoder", "dropout",
+                      "hidden_size", "num_layers", "embedding_dim", "encoder", "head", "dropout",
                       "token_dropout", "early_stopping_patience", "restore_best",
                       "ensemble_members", "num_proc"]}.items():
         for key in keys:

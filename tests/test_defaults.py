@@ -30,6 +30,7 @@ ESTIMATOR = {
     "dropout": "train.dropout", "recurrentDropout": "train.recurrent_dropout",
     "embeddingDim": "train.embedding_dim", "encoder": "train.encoder",
     "tokenDropout": "train.token_dropout", "skipConnection": "train.skip_connection",
+    "head": "train.head",
     "vocabSize": "features.vocab_size", "epochs": "train.epochs",
     "batchSize": "train.batch_size", "learningRate": "train.learning_rate",
     "warmupEpochs": "train.warmup_epochs", "learningRateDecay": "train.lr_decay",

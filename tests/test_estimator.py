@@ -318,3 +318,43 @@ def test_the_epochs_validation_f1_is_the_evaluators_line_level_f1(windows, tmp_p
     assert last["val_focal_macro_f1"] == pytest.approx(report["focal_macro_f1"], abs=1e-6)
     # Not a trivial agreement: some label is neither always nor never right.
     assert any(0.05 < report["per_label"][label]["f1"] < 0.999 for label in LABELS)
+
+
+def test_a_crf_head_trains_through_horovod_and_scores_lines_as_the_evaluator(windows,
+                                                                              tmp_path):
+    """head='crf' with the focal soft-F1 loss: the ranks train the transitions too, the
+    model's probabilities are per-line marginals, and its epoch F1 is the evaluator's."""
+    import numpy as np
+    import tensorflow as tf
+
+    import focalseq.training.network  # noqa: F401  (registers the layers, the CRF's too)
+    from focalseq.stages.evaluation import PerLabelEvaluator
+
+    model = _estimator(str(tmp_path / "store"), runId="crf", epochs=2, head="crf",
+                       loss="soft_f1", weightStrategy="", restoreBest=False).fit(windows)
+    path = tmp_path / "network.keras"
+    path.write_bytes(model.network_bytes)
+    # It loads without custom_objects.
+    transitions = tf.keras.models.load_model(str(path), compile=False) \
+        .get_layer("chain_crf").transitions.numpy()
+    assert np.abs(transitions).max() > 1e-3  # trained away from their zero start
+    predictions = model.transform(windows.filter(windows.split == "validation"))
+    sums = [sum(r["probability"]) for r in predictions.select("probability").collect()]
+    assert sums and np.allclose(sums, 1.0, atol=1e-4)
+    report = PerLabelEvaluator(labels=LABELS, focalLabels=FOCAL, numBins=0).report(predictions)
+    last = model.training_summary["history"][-1]
+    assert last["val_lines"] == report["n"]
+    for label in LABELS:
+        assert last[f"val_f1_{label}"] == pytest.approx(report["per_label"][label]["f1"],
+                                                        abs=1e-6), label
+    # Trained for real: the rare Description lines are found far above chance.
+    assert report["per_label"]["Description"]["f1"] > 0.5
+
+
+def test_a_crf_head_on_multi_label_windows_is_refused_before_training():
+    from focalseq.stages.bilstm import BiLSTMEstimator
+
+    with pytest.raises(ValueError, match="head: 'crf'.*multi-label"):
+        BiLSTMEstimator(head="crf").validate(LABELS, multi_label=True)
+    with pytest.raises(ValueError, match="head: 'chain' is not one of"):
+        BiLSTMEstimator(head="chain").validate(LABELS)

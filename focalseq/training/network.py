@@ -1,5 +1,6 @@
 """The BiLSTM line labeler: a per-line token encoder, a BiLSTM over the window's lines,
-and a per-line softmax (single-label) or sigmoid (multi-label) head.
+and a per-line softmax (single-label) or sigmoid (multi-label) head, or a linear-chain CRF
+over the window's lines (single-label; `focalseq.training.chain_crf`).
 
 Inputs (per window): `token_ids` (lines, max_tokens) int32 with 0 as padding, and
 `shape` (lines, n_shape) float32. Output: (lines, n_labels) probabilities; when the loss
@@ -12,11 +13,16 @@ Token encoders (padding ids never change a line's encoding):
 * ``cnn``: token convolutions (width 3) followed by a masked max over positions.
 * ``bilstm``: a BiLSTM over the line's tokens, padding masked.
 
-Custom layers are registered, so saved models load without custom_objects.
+Custom layers (the CRF's too) are registered when this module is imported, so saved
+models load without custom_objects.
 """
 import tensorflow as tf
 
+from focalseq.config import CHOICES
+from focalseq.training.chain_crf import ChainCRF, RealLines
+
 ENCODERS = ("mean", "cnn", "bilstm")
+HEADS = CHOICES["train.head"]
 
 
 def _token_mask(token_ids, dtype):
@@ -134,7 +140,7 @@ def build_network(window: int, max_tokens: int, n_shape: int, n_labels: int, *,
                   hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.2,
                   recurrent_dropout: float = 0.0, multi_label: bool = False,
                   representation_dim: int = 0, token_dropout: float = 0.0,
-                  skip: bool = False) -> tf.keras.Model:
+                  skip: bool = False, head: str = "softmax") -> tf.keras.Model:
     """Builds the network.
 
     Args:
@@ -151,12 +157,20 @@ def build_network(window: int, max_tokens: int, n_shape: int, n_labels: int, *,
         representation_dim: > 0 appends an L2-normalised projection to the output.
         token_dropout: probability of dropping each token id while training.
         skip: the head also sees each line's own projection, not only the BiLSTM state.
+        head: `HEADS`: softmax (sigmoid when multi_label) per line, or crf, a linear
+            chain over the window's lines whose output is each line's marginals.
 
     Raises:
-        ValueError: on an unknown encoder or an out-of-range size or rate.
+        ValueError: on an unknown encoder or head, a crf head on multi-label windows, or
+            an out-of-range size or rate.
     """
     if encoder not in ENCODERS:
         raise ValueError(f"encoder: {encoder!r} is not one of {ENCODERS}")
+    if head not in HEADS:
+        raise ValueError(f"head: {head!r} is not one of {HEADS}")
+    if head == "crf" and multi_label:
+        raise ValueError("head: 'crf' labels each line with one label; multi-label windows "
+                         "need head 'softmax' (a sigmoid per label)")
     for name, value in (("window", window), ("max_tokens", max_tokens),
                         ("n_labels", n_labels), ("embedding_dim", embedding_dim),
                         ("hidden_size", hidden_size), ("vocab_size", vocab_size)):
@@ -183,8 +197,13 @@ def build_network(window: int, max_tokens: int, n_shape: int, n_labels: int, *,
         x = tf.keras.layers.Dropout(dropout)(x)
     if skip:
         x = tf.keras.layers.Concatenate(name="context_and_line")([x, projected])
-    activation = "sigmoid" if multi_label else "softmax"
-    probs = tf.keras.layers.Dense(n_labels, activation=activation, name="labels")(x)
+    if head == "crf":
+        emissions = tf.keras.layers.Dense(n_labels, name="labels")(x)
+        probs = ChainCRF(name="chain_crf")(emissions, RealLines(name="real_lines")(tokens,
+                                                                                   shape))
+    else:
+        activation = "sigmoid" if multi_label else "softmax"
+        probs = tf.keras.layers.Dense(n_labels, activation=activation, name="labels")(x)
     outputs = probs
     if representation_dim > 0:
         rep = tf.keras.layers.Dense(representation_dim, name="projection")(x)
