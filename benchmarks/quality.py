@@ -524,7 +524,8 @@ def section_text(args, cfg, table: str) -> str:
     t = cfg.train
     cmd = " ".join(["python", "benchmarks/quality.py"] + (sys.argv[1:] if sys.argv else []))
     f = cfg.features
-    settings = (f"encoder {t.encoder}, embedding {t.embedding_dim}, hidden {t.hidden_size}, "
+    settings = (f"encoder {t.encoder}, head {t.head}, embedding {t.embedding_dim}, "
+                f"hidden {t.hidden_size}, "
                 f"layers {t.num_layers}, dropout {t.dropout}, token dropout {t.token_dropout}, "
                 f"window {cfg.windows.size}/{cfg.windows.stride}, max_tokens {f.max_tokens}, "
                 f"char n-grams {f.char_ngrams}, shape features "
